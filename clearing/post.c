@@ -1,0 +1,200 @@
+/* post.c - the database side of pointsd: the bounded job queues, the writer
+ * thread (group commit: many connections' messages, one transaction, one
+ * COMMIT, then the replies), and the reader thread for partner reads.
+ * A job is answered only after its transaction committed; when the outcome
+ * is unknown (connection lost, timeout) the answer is 503. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "clearing/receipt.h"
+#include "dbconn.h"
+#include "ledger.h"
+#include "pts_limits.h"
+#include "log.h"
+#include "pgarray.h"
+#include "pts_assert.h"
+#include "server.h"
+
+void
+jobq_init(struct job_queue *q, size_t max_messages)
+{
+	memset(q, 0, sizeof(*q));
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv, NULL);
+	q->max_messages = max_messages;
+}
+
+static size_t
+job_weight(const struct job *j)
+{
+	return j->nitems > 0 ? j->nitems : 1;
+}
+
+int
+jobq_push(struct job_queue *q, struct job *j)
+{
+	int rc = C_OK;
+
+	pthread_mutex_lock(&q->mu);
+	if (q->stopping || q->nmessages + job_weight(j) > q->max_messages) {
+		rc = C_ERR;
+	} else {
+		j->next = NULL;
+		if (q->tail != NULL)
+			q->tail->next = j;
+		else
+			q->head = j;
+		q->tail = j;
+		q->nmessages += job_weight(j);
+		pthread_cond_signal(&q->cv);
+	}
+	pthread_mutex_unlock(&q->mu);
+	return rc;
+}
+
+void
+jobq_stop(struct job_queue *q)
+{
+	pthread_mutex_lock(&q->mu);
+	q->stopping = 1;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
+static struct job *
+jobq_pop_locked(struct job_queue *q)
+{
+	struct job *j = q->head;
+
+	if (j != NULL) {
+		q->head = j->next;
+		if (q->head == NULL)
+			q->tail = NULL;
+		q->nmessages -= job_weight(j);
+		j->next = NULL;
+	}
+	return j;
+}
+
+void
+job_free(struct job *j)
+{
+	if (j == NULL)
+		return;
+	for (size_t i = 0; i < j->nitems; i++) {
+		free(j->items[i].jws);
+		free(j->items[i].receipt);
+	}
+	free(j->items);
+	free(j->read_json);
+	free(j);
+}
+
+/* take the next group: one batch job alone, or single messages up to
+ * commit_max_messages, waiting at most commit_window_us after the first */
+static size_t
+writer_take_group(struct job_queue *q, struct job **group, size_t cap)
+{
+	size_t n = 0, nmsg = 0;
+	struct timespec deadline;
+	long long window_us = g_server.conf.commit_window_us;
+
+	pthread_mutex_lock(&q->mu);
+	while (q->head == NULL && !q->stopping)
+		pthread_cond_wait(&q->cv, &q->mu);
+	if (q->head == NULL)
+		goto out;
+	if (q->head->kind == JOB_BATCH) {
+		group[n++] = jobq_pop_locked(q);
+		goto out;
+	}
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_nsec += (window_us % 1000000) * 1000;
+	deadline.tv_sec += window_us / 1000000 + deadline.tv_nsec / 1000000000;
+	deadline.tv_nsec %= 1000000000;
+	for (;;) {
+		while (q->head != NULL && q->head->kind == JOB_POST && n < cap &&
+		    nmsg < (size_t)g_server.conf.commit_max_messages) {
+			group[n++] = jobq_pop_locked(q);
+			nmsg++;
+		}
+		if (nmsg >= (size_t)g_server.conf.commit_max_messages || n == cap ||
+		    (q->head != NULL && q->head->kind != JOB_POST) || q->stopping ||
+		    window_us == 0)
+			break;
+		if (pthread_cond_timedwait(&q->cv, &q->mu, &deadline) != 0)
+			break;
+	}
+	/* take what arrived while we waited, up to the bound */
+	while (q->head != NULL && q->head->kind == JOB_POST && n < cap &&
+	    nmsg < (size_t)g_server.conf.commit_max_messages) {
+		group[n++] = jobq_pop_locked(q);
+		nmsg++;
+	}
+out:
+	pthread_mutex_unlock(&q->mu);
+	return n;
+}
+
+static void
+writer_deliver(struct job **group, size_t n, int failed)
+{
+	for (size_t i = 0; i < n; i++) {
+		group[i]->db_failed = failed;
+		worker_deliver(group[i]->owner, group[i]);
+	}
+}
+
+void *
+writer_main(void *arg)
+{
+	struct dbconn *dc = arg;
+	size_t cap = (size_t)g_server.conf.commit_max_messages;
+	struct job **group = calloc(cap + 1, sizeof(*group));
+
+	PTS_ASSERT(group != NULL);
+	for (;;) {
+		size_t n = writer_take_group(&g_server.writeq, group, cap);
+		int rc;
+
+		if (n == 0)
+			break;
+		rc = ledger_post_group(dc, group, n);
+		if (rc != C_OK && n > 1) {
+			/* a group failed as a whole: try its jobs one by one, so that
+			 * one bad message cannot fail the others */
+			for (size_t i = 0; i < n; i++)
+				writer_deliver(&group[i], 1, ledger_post_group(dc, &group[i], 1) != C_OK);
+			continue;
+		}
+		writer_deliver(group, n, rc != C_OK);
+	}
+	free(group);
+	return NULL;
+}
+
+void *
+reader_main(void *arg)
+{
+	struct dbconn *dc = arg;
+	struct job_queue *q = &g_server.readq;
+
+	for (;;) {
+		struct job *j;
+
+		pthread_mutex_lock(&q->mu);
+		while (q->head == NULL && !q->stopping)
+			pthread_cond_wait(&q->cv, &q->mu);
+		j = jobq_pop_locked(q);
+		pthread_mutex_unlock(&q->mu);
+		if (j == NULL)
+			break;
+		j->db_failed = ledger_read(dc, j) != C_OK;
+		worker_deliver(j->owner, j);
+	}
+	return NULL;
+}
