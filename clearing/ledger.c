@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "clearing/receipt.h"
 #include "ledger.h"
 #include "log.h"
@@ -257,7 +259,10 @@ ledger_read(struct dbconn *dc, struct job *j)
 		    NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
 		if (!PQgetisnull(res, 0, 0)) {
-			j->read_json = strdup(PQgetvalue(res, 0, 0));
+			/* re-serialize compactly, in the order SQL built it */
+			json_t *o = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+			j->read_json = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+			json_decref(o);
 			PTS_ASSERT(j->read_json != NULL);
 		}
 		rc = C_OK;

@@ -2,7 +2,7 @@
  * Configurable limits have their defaults here; conf.c may raise or lower them
  * within the bounds asserted below. */
 #ifndef PTS_PTS_LIMITS_H
-#define PTS_LIMITS_H
+#define PTS_PTS_LIMITS_H
 
 /* protocol.md §6 */
 #define LIMIT_HEADER_BYTES          (16 * 1024)
