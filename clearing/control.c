@@ -20,6 +20,7 @@
 #include "migrations.h"
 #include "partners/registry.h"
 #include "server.h"
+#include "settlement/settle.h"
 
 static int control_pipe[2] = { -1, -1 };
 static int control_listening;
@@ -140,6 +141,29 @@ control_sighup(struct server *s, PGconn *pg)
 		(void)control_reload_registry(pg);
 }
 
+#define CONTROL_SETTLE_EVERY_US (10LL * 1000000)
+
+/* settlement of due periods: every instance tries, the settlement advisory
+ * lock lets exactly one of them do it */
+static void
+control_periodic(struct server *s, struct dbconn *dc)
+{
+	static long long last_settle_us;
+	char err[512], e[600];
+	int n;
+
+	if (!s->conf.settle_auto || dc->pg == NULL ||
+	    now_us() - last_settle_us < CONTROL_SETTLE_EVERY_US)
+		return;
+	last_settle_us = now_us();
+	n = settle_due_periods(dc->pg, s->receipt_key, s->receipt_kid, err, sizeof(err));
+	if (n < 0)
+		log_event(LOG_ERROR, "settle_failed", "\"error\":%s", log_json_str(e, sizeof(e), err));
+	else if (n > 0)
+		log_event(LOG_INFO, "settled", "\"periods\":%d", n);
+	dbconn_check(dc);
+}
+
 void *
 control_main(void *arg)
 {
@@ -174,6 +198,7 @@ control_main(void *arg)
 			control_listening = 0;
 		if (notified)
 			(void)control_reload_registry(pg);
+		control_periodic(s, dc);
 	}
 	return NULL;
 }

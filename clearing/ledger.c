@@ -251,12 +251,27 @@ ledger_read(struct dbconn *dc, struct job *j)
 
 	if (pg == NULL)
 		return C_ERR;
-	if (j->kind == JOB_READ_MESSAGE)
+	switch (j->kind) {
+	case JOB_READ_MESSAGE:
 		res = PQexecParams(pg, "SELECT message_reply($1, $2)::text", 2, NULL, vals,
 		    NULL, NULL, 0);
-	else
+		break;
+	case JOB_READ_MEMBER:
 		res = PQexecParams(pg, "SELECT member_summary($1)::text", 1, NULL, vals + 1,
 		    NULL, NULL, 0);
+		break;
+	case JOB_READ_SETTLEMENTS:
+		res = PQexecParams(pg, "SELECT json_build_object('settlements', "
+		    "partner_settlements($1))::text", 1, NULL, vals, NULL, NULL, 0);
+		break;
+	case JOB_READ_SETTLEMENT:
+		res = PQexecParams(pg, "SELECT partner_settlement($1, $2::bigint)::text", 2,
+		    NULL, vals, NULL, NULL, 0);
+		break;
+	default:
+		PTS_ASSERT(0);
+		return C_ERR;
+	}
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
 		if (!PQgetisnull(res, 0, 0)) {
 			/* re-serialize compactly, in the order SQL built it */

@@ -243,7 +243,8 @@ request_path_arg(const char *path, const char *prefix, char *out, size_t cap)
 	return C_OK;
 }
 
-enum route { R_NONE, R_MESSAGES, R_BATCHES, R_MESSAGE, R_MEMBER, R_KEYS };
+enum route { R_NONE, R_MESSAGES, R_BATCHES, R_MESSAGE, R_MEMBER, R_KEYS,
+	R_SETTLEMENTS, R_SETTLEMENT };
 
 static enum route
 request_route(const char *path, char *arg, size_t cap, int *is_post)
@@ -259,6 +260,10 @@ request_route(const char *path, char *arg, size_t cap, int *is_post)
 	}
 	if (strcmp(path, "/v1/keys") == 0)
 		return R_KEYS;
+	if (strcmp(path, "/v1/settlements") == 0)
+		return R_SETTLEMENTS;
+	if (request_path_arg(path, "/v1/settlements/", arg, cap) == C_OK)
+		return R_SETTLEMENT;
 	if (request_path_arg(path, "/v1/messages/", arg, cap) == C_OK)
 		return R_MESSAGE;
 	if (request_path_arg(path, "/v1/members/", arg, cap) == C_OK)
@@ -323,6 +328,16 @@ request_handle(struct evhttp_request *req, void *arg)
 		break;
 	case R_MEMBER:
 		request_read(w, req, JOB_READ_MEMBER, ci->cn, rarg);
+		break;
+	case R_SETTLEMENTS:
+		request_read(w, req, JOB_READ_SETTLEMENTS, ci->cn, "");
+		break;
+	case R_SETTLEMENT:
+		/* a batch id is digits; anything else is a batch nobody has */
+		if (strspn(rarg, "0123456789") != strlen(rarg) || strlen(rarg) > 18)
+			reply_problem(req, ERR_NOT_FOUND, "no such settlement batch");
+		else
+			request_read(w, req, JOB_READ_SETTLEMENT, ci->cn, rarg);
 		break;
 	case R_KEYS:
 		reply_json(req, 200, "application/jwk-set+json", reg->jwks, reg->jwks_len);
@@ -390,7 +405,8 @@ request_finish(struct job *j)
 		request_finish_batch(j);
 	} else if (j->read_json == NULL) {
 		reply_problem(j->req, j->kind == JOB_READ_MEMBER ? ERR_UNKNOWN_MEMBER : ERR_NOT_FOUND,
-		    j->kind == JOB_READ_MEMBER ? "member has no account" : "no such message");
+		    j->kind == JOB_READ_MEMBER ? "member has no account" :
+		    j->kind == JOB_READ_SETTLEMENT ? "no such settlement batch" : "no such message");
 	} else {
 		reply_json(j->req, 200, "application/json", j->read_json, strlen(j->read_json));
 	}

@@ -38,7 +38,8 @@ struct post_item {
 	char *receipt;           /* malloc'd */
 };
 
-enum job_kind { JOB_POST, JOB_BATCH, JOB_READ_MESSAGE, JOB_READ_MEMBER };
+enum job_kind { JOB_POST, JOB_BATCH, JOB_READ_MESSAGE, JOB_READ_MEMBER,
+	JOB_READ_SETTLEMENTS, JOB_READ_SETTLEMENT };
 
 struct job {
 	enum job_kind kind;

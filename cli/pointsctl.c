@@ -23,6 +23,8 @@ static const struct {
 	{ "key", cmd_key, "partner signing keys: add, revoke, list" },
 	{ "rate", cmd_rate, "rate cards: set, list" },
 	{ "sign", cmd_sign, "sign a payload as a partner (prints a compact JWS)" },
+	{ "settle", cmd_settle, "settle periods, list and show batches" },
+	{ "settings", cmd_settings, "program settings: show, set" },
 };
 
 #define CTL_N_COMMANDS (sizeof(ctl_commands) / sizeof(ctl_commands[0]))
