@@ -17,6 +17,7 @@
 #include "control.h"
 #include "dbconn.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrations.h"
 #include "partners/registry.h"
 #include "server.h"
@@ -159,7 +160,9 @@ control_periodic(struct server *s, struct dbconn *dc)
 	n = settle_due_periods(dc->pg, s->receipt_key, s->receipt_kid, err, sizeof(err));
 	if (n < 0)
 		log_event(LOG_ERROR, "settle_failed", "\"error\":%s", log_json_str(e, sizeof(e), err));
-	else if (n > 0)
+	if (n > 0)
+		metrics_count_event("settle_run");
+	if (n > 0)
 		log_event(LOG_INFO, "settled", "\"periods\":%d", n);
 	dbconn_check(dc);
 }

@@ -6,6 +6,7 @@
 
 #include "dbconn.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 
 #define DBCONN_BACKOFF_US 200000
@@ -39,7 +40,8 @@ dbconn_get(struct dbconn *dc)
 	    g_server.conf.db_timeout_ms);
 	res = PQexec(dc->pg, stmt);
 	PQclear(res);
-	dc->reconnects++;
+	if (dc->reconnects++ > 0)
+		metrics_count_event("db_reconnect");
 	atomic_store(&g_server.db_up, 1);
 	log_event(LOG_INFO, "db_connected", "\"conn\":\"%s\"", dc->name);
 	return dc->pg;

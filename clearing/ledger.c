@@ -10,6 +10,7 @@
 #include "clearing/receipt.h"
 #include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 #include "pgarray.h"
 #include "pts_assert.h"
 
@@ -230,7 +231,10 @@ ledger_post_group(struct dbconn *dc, struct job **jobs, size_t n)
 			free(items[i]->receipt);
 			items[i]->receipt = NULL;
 		}
+		long long t0 = now_us();
 		rc = ledger_try_group(pg, items, m, sqlstate);
+		if (rc == C_OK)
+			metrics_observe_group(m, now_us() - t0);
 		dbconn_check(dc);
 		/* only a deadlock or serialization failure is worth a retry here */
 		if (rc == C_OK || (strcmp(sqlstate, "40P01") != 0 && strcmp(sqlstate, "40001") != 0))

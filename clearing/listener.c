@@ -19,6 +19,8 @@
 
 #include "pts_limits.h"
 #include "log.h"
+#include "guard.h"
+#include "metrics.h"
 #include "pts_assert.h"
 #include "server.h"
 
@@ -46,6 +48,7 @@ conn_ssl_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, v
 {
 	(void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
 	if (ptr != NULL) {
+		guard_conn_close(ptr);
 		free(ptr);
 		atomic_fetch_sub(&g_server.connections, 1);
 	}
@@ -142,6 +145,7 @@ listener_bevcb(struct event_base *base, void *arg)
 	struct server *s = arg;
 	SSL *ssl;
 	struct conn_info *ci;
+	struct bufferevent *bev;
 	long long n = atomic_fetch_add(&s->connections, 1) + 1;
 
 	pthread_mutex_lock(&s->ssl_mu);
@@ -159,8 +163,13 @@ listener_bevcb(struct event_base *base, void *arg)
 		return NULL;
 	}
 	SSL_set_ex_data(ssl, conn_ex_index, ci);
-	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (bev != NULL && guard_conn_open(ci, base, bev) != C_OK) {
+		bufferevent_free(bev);
+		bev = NULL;
+	}
+	return bev;
 }
 
 int
@@ -238,6 +247,7 @@ worker_main(void *arg)
 int
 worker_start(struct server *s, struct worker *w)
 {
+	char err[256];
 	struct timeval idle = {
 		.tv_sec = s->conf.idle_timeout_ms / 1000,
 		.tv_usec = (s->conf.idle_timeout_ms % 1000) * 1000,
@@ -262,6 +272,10 @@ worker_start(struct server *s, struct worker *w)
 	w->bound = evhttp_accept_socket_with_handle(w->http, w->listen_fd);
 	if (w->bound == NULL)
 		return C_ERR;
+	if (w->index == 0 && metrics_start(w->base, s->conf.metrics_listen, err, sizeof(err)) != C_OK) {
+		log_event(LOG_ERROR, "metrics_listen_failed", "\"error\":\"%s\"", err);
+		return C_ERR;
+	}
 	if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
 		return C_ERR;
 	return C_OK;

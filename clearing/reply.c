@@ -4,9 +4,11 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 
 #include "clearing/message.h"
 #include "log.h"
+#include "metrics.h"
 #include "reply.h"
 
 json_t *
@@ -17,6 +19,24 @@ reply_problem_object(enum err e, const char *detail)
 	    "code", err_code(e), "detail", detail != NULL ? detail : err_title(e));
 }
 
+/* one JSON line per request: who, what, the answer */
+static void
+reply_log(struct evhttp_request *req, int status)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+	const struct conn_info *ci = ssl != NULL ? SSL_get_ex_data(ssl, conn_ex_index) : NULL;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	char p[300], who[100];
+
+	log_event(LOG_INFO, "request", "\"method\":\"%s\",\"path\":%s,\"partner\":%s,\"status\":%d",
+	    evhttp_request_get_command(req) == EVHTTP_REQ_POST ? "POST" :
+	    evhttp_request_get_command(req) == EVHTTP_REQ_GET ? "GET" : "OTHER",
+	    log_json_str(p, sizeof(p), path != NULL ? path : ""),
+	    log_json_str(who, sizeof(who), ci != NULL && ci->ident_ready ? ci->cn : ""), status);
+}
+
 void
 reply_json(struct evhttp_request *req, int status, const char *content_type,
     const char *body, size_t len)
@@ -24,6 +44,8 @@ reply_json(struct evhttp_request *req, int status, const char *content_type,
 	struct evbuffer *buf = evbuffer_new();
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 
+	metrics_count_status(status);
+	reply_log(req, status);
 	evhttp_add_header(h, "Content-Type", content_type);
 	evhttp_add_header(h, "Cache-Control", "no-store");
 	if (status == 503)

@@ -16,7 +16,9 @@
 #include "clearing/jws.h"
 #include "clearing/receipt.h"
 #include "pts_limits.h"
+#include "guard.h"
 #include "log.h"
+#include "metrics.h"
 #include "partners/certfp.h"
 #include "partners/registry.h"
 #include "pts_assert.h"
@@ -24,7 +26,7 @@
 #include "server.h"
 
 /* the client certificate's CN and fingerprint, computed once per connection */
-static const struct conn_info *
+static struct conn_info *
 request_client(struct evhttp_request *req)
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
@@ -122,11 +124,12 @@ out:
 
 static struct job *
 request_job_new(enum job_kind kind, struct worker *w, struct evhttp_request *req,
-    size_t nitems)
+    const char *partner, size_t nitems)
 {
 	struct job *j = calloc(1, sizeof(*j));
 
 	PTS_ASSERT(j != NULL);
+	snprintf(j->arg_partner, sizeof(j->arg_partner), "%s", partner);
 	j->kind = kind;
 	j->owner = w;
 	j->req = req;
@@ -142,10 +145,16 @@ request_job_new(enum job_kind kind, struct worker *w, struct evhttp_request *req
 static void
 request_submit(struct job *j, struct job_queue *q)
 {
+	if (guard_partner_enter(j->arg_partner) != C_OK) {
+		reply_problem(j->req, ERR_UNAVAILABLE, "too many requests of this partner in flight; retry later");
+		job_free(j);
+		return;
+	}
 	atomic_fetch_add(&g_server.inflight, 1);
 	if (jobq_push(q, j) != C_OK) {
 		reply_problem(j->req, ERR_UNAVAILABLE, "the posting queue is full; resend the identical bytes");
 		atomic_fetch_sub(&g_server.inflight, 1);
+		guard_partner_leave(j->arg_partner);
 		job_free(j);
 	}
 }
@@ -171,10 +180,11 @@ request_post_message(struct worker *w, struct evhttp_request *req, const char *p
 	/* one final LF (as `curl --data-binary @file` sends it) is not part of the JWS */
 	if (len > 0 && body[len - 1] == '\n')
 		len--;
-	j = request_job_new(JOB_POST, w, req, 1);
+	j = request_job_new(JOB_POST, w, req, partner, 1);
 	request_prepare_item(&j->items[0], body != NULL ? body : "", len, partner, reg,
 	    (long long)time(NULL));
 	if (j->items[0].terminal) {
+		metrics_count_message(0, j->items[0].result, 0);
 		reply_problem(req, j->items[0].result, j->items[0].detail);
 		job_free(j);
 		return;
@@ -213,7 +223,7 @@ request_post_batch(struct worker *w, struct evhttp_request *req, const char *par
 		reply_problem(req, ERR_PAYLOAD_TOO_LARGE, "a batch is at most 10000 lines");
 		return;
 	}
-	j = request_job_new(JOB_BATCH, w, req, nlines);
+	j = request_job_new(JOB_BATCH, w, req, partner, nlines);
 	for (p = body; k < nlines; k++) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t ll = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
@@ -275,9 +285,8 @@ static void
 request_read(struct worker *w, struct evhttp_request *req, enum job_kind kind,
     const char *partner, const char *arg)
 {
-	struct job *j = request_job_new(kind, w, req, 0);
+	struct job *j = request_job_new(kind, w, req, partner, 0);
 
-	snprintf(j->arg_partner, sizeof(j->arg_partner), "%s", partner);
 	snprintf(j->arg_key, sizeof(j->arg_key), "%s", arg);
 	request_submit(j, &g_server.readq);
 }
@@ -286,7 +295,7 @@ void
 request_handle(struct evhttp_request *req, void *arg)
 {
 	struct worker *w = arg;
-	const struct conn_info *ci = request_client(req);
+	struct conn_info *ci = request_client(req);
 	struct registry *reg = registry_acquire();
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	enum evhttp_cmd_type method = evhttp_request_get_command(req);
@@ -295,6 +304,8 @@ request_handle(struct evhttp_request *req, void *arg)
 	enum route r;
 	enum err e;
 
+	if (ci != NULL)
+		guard_request_arrived(req, ci);
 	if (ci == NULL || reg == NULL) {
 		reply_problem(req, ci == NULL ? ERR_UNKNOWN_PARTNER : ERR_UNAVAILABLE,
 		    ci == NULL ? "no client certificate identity" : "registry not loaded");
@@ -352,6 +363,8 @@ out:
 static json_t *
 request_item_result(const struct post_item *it)
 {
+	metrics_count_message(it->result == ERR_OK || it->pre_error == ERR_OK ? it->msg.type : 0,
+	    it->result, it->replayed);
 	if (it->result == ERR_OK)
 		return reply_item_object(it);
 	return reply_problem_object(it->result, it->detail);
@@ -364,6 +377,8 @@ request_finish_post(struct job *j)
 	json_t *o;
 	char *body;
 
+	metrics_count_message(it->result == ERR_OK || it->pre_error == ERR_OK ? it->msg.type : 0,
+	    it->result, it->replayed);
 	if (it->result != ERR_OK) {
 		reply_problem(j->req, it->result, it->detail);
 		return;
@@ -411,5 +426,6 @@ request_finish(struct job *j)
 		reply_json(j->req, 200, "application/json", j->read_json, strlen(j->read_json));
 	}
 	atomic_fetch_sub(&g_server.inflight, 1);
+	guard_partner_leave(j->arg_partner);
 	job_free(j);
 }

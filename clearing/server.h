@@ -99,6 +99,10 @@ struct server {
 /* facts about one TLS connection, kept in its SSL ex_data */
 struct conn_info {
 	int ident_ready;
+	int in_request;
+	long long body_reserved;
+	struct event *deadline_ev;
+	struct bufferevent *bev;
 	char cn[65];
 	char fp[65];
 };

@@ -604,7 +604,7 @@ $$;
 -- GET /v1/members/{member}: available balance and the points expiring in
 -- the next 90 days by expiry instant; NULL if the member has no account.
 CREATE FUNCTION member_summary(p_member text) RETURNS json
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
 	v_at   timestamptz := clock_timestamp();
 	v_acct bigint;
