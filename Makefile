@@ -21,7 +21,7 @@ endif
 
 # library: everything but the two programs' front ends
 LIB_SRCS := $(wildcard common/*.c partners/*.c settlement/*.c) \
-            $(wildcard clearing/jws.c clearing/message.c clearing/receipt.c)
+            $(wildcard clearing/jws.c clearing/message.c clearing/receipt.c clearing/route.c)
 PD_SRCS  := $(filter-out $(LIB_SRCS),$(wildcard clearing/*.c))
 CTL_SRCS := $(wildcard cli/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

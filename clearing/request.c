@@ -23,6 +23,7 @@
 #include "partners/registry.h"
 #include "pts_assert.h"
 #include "reply.h"
+#include "route.h"
 #include "server.h"
 
 /* the client certificate's CN and fingerprint, computed once per connection */
@@ -50,13 +51,8 @@ request_client(struct evhttp_request *req)
 static int
 request_is_jose(struct evhttp_request *req)
 {
-	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req),
-	    "Content-Type");
-	size_t n = strlen("application/jose");
-
-	if (ct == NULL || strncasecmp(ct, "application/jose", n) != 0)
-		return 0;
-	return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
+	return route_is_jose(evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Content-Type"));
 }
 
 /* checks of protocol.md §2.1 that need no database, in order; the first
@@ -197,9 +193,10 @@ request_post_batch(struct worker *w, struct evhttp_request *req, const char *par
     const struct registry *reg)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in), nlines = 0, k = 0;
-	const char *body, *p, *end;
+	size_t len = evbuffer_get_length(in), nlines;
+	const char *body;
 	long long now_s = (long long)time(NULL);
+	struct batch_line *lines;
 	struct job *j;
 
 	if (!request_is_jose(req)) {
@@ -211,74 +208,19 @@ request_post_batch(struct worker *w, struct evhttp_request *req, const char *par
 		return;
 	}
 	body = len > 0 ? (const char *)evbuffer_pullup(in, -1) : "";
-	end = body + len;
-	/* a final LF ends the last line and does not start a new one */
-	for (p = body; p < end; nlines++) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		p = nl != NULL ? nl + 1 : end;
-	}
-	if (len == 0)
-		nlines = 1;
+	lines = calloc(LIMIT_BATCH_LINES, sizeof(*lines));
+	PTS_ASSERT(lines != NULL);
+	nlines = route_split_batch(body, len, lines, LIMIT_BATCH_LINES);
 	if (nlines > LIMIT_BATCH_LINES) {
+		free(lines);
 		reply_problem(req, ERR_PAYLOAD_TOO_LARGE, "a batch is at most 10000 lines");
 		return;
 	}
 	j = request_job_new(JOB_BATCH, w, req, partner, nlines);
-	for (p = body; k < nlines; k++) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t ll = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
-
-		request_prepare_item(&j->items[k], p, ll, partner, reg, now_s);
-		p = nl != NULL ? nl + 1 : end;
-	}
+	for (size_t k = 0; k < nlines; k++)
+		request_prepare_item(&j->items[k], lines[k].p, lines[k].len, partner, reg, now_s);
+	free(lines);
 	request_submit(j, &g_server.writeq);
-}
-
-static int
-request_path_arg(const char *path, const char *prefix, char *out, size_t cap)
-{
-	size_t n = strlen(prefix), len;
-
-	if (strncmp(path, prefix, n) != 0)
-		return C_ERR;
-	len = strlen(path + n);
-	if (len == 0 || len >= cap)
-		return C_ERR;
-	for (size_t i = 0; i < len; i++) {
-		char ch = path[n + i];
-		if (!(isalnum((unsigned char)ch) || ch == '.' || ch == '_' || ch == ':' || ch == '-'))
-			return C_ERR;
-	}
-	memcpy(out, path + n, len + 1);
-	return C_OK;
-}
-
-enum route { R_NONE, R_MESSAGES, R_BATCHES, R_MESSAGE, R_MEMBER, R_KEYS,
-	R_SETTLEMENTS, R_SETTLEMENT };
-
-static enum route
-request_route(const char *path, char *arg, size_t cap, int *is_post)
-{
-	*is_post = 0;
-	if (strcmp(path, "/v1/messages") == 0) {
-		*is_post = 1;
-		return R_MESSAGES;
-	}
-	if (strcmp(path, "/v1/batches") == 0) {
-		*is_post = 1;
-		return R_BATCHES;
-	}
-	if (strcmp(path, "/v1/keys") == 0)
-		return R_KEYS;
-	if (strcmp(path, "/v1/settlements") == 0)
-		return R_SETTLEMENTS;
-	if (request_path_arg(path, "/v1/settlements/", arg, cap) == C_OK)
-		return R_SETTLEMENT;
-	if (request_path_arg(path, "/v1/messages/", arg, cap) == C_OK)
-		return R_MESSAGE;
-	if (request_path_arg(path, "/v1/members/", arg, cap) == C_OK)
-		return R_MEMBER;
-	return R_NONE;
 }
 
 static void
@@ -317,7 +259,7 @@ request_handle(struct evhttp_request *req, void *arg)
 		    "certificate is not registered for a partner");
 		goto out;
 	}
-	r = request_route(path != NULL ? path : "", rarg, sizeof(rarg), &is_post);
+	r = route_match(path != NULL ? path : "", rarg, sizeof(rarg), &is_post);
 	if (r == R_NONE) {
 		reply_problem(req, ERR_NOT_FOUND, "no such resource");
 		goto out;
