@@ -1,0 +1,179 @@
+#!/bin/bash
+# 60_faults.sh - pointsd under faults (issue 6): the database stopped and
+# restarted, kill -9 under load with the acknowledged-id check, SIGTERM drain,
+# two instances on one database, refusal of a non-durable database, metrics
+# that count what was sent. Nothing acknowledged may be lost or posted twice.
+set -uo pipefail
+. "$(dirname "$0")/stack.sh"
+
+RUN=f$$x$RANDOM
+W=$PTS_STACK/faults
+mkdir -p "$W"
+PG_DIR=$PTS_STACK/pg
+
+# a signed issue of 10 points, bytes in $W/$1.jws
+mk() { # ID [PARTNER] [MEMBER]
+	local p=${2:-acme} m=${3:-$RUN-m}
+	printf '{"v":1,"type":"issue","partner":"%s","id":"%s","member":"%s","points":10}' "$p" "$1" "$m" |
+		stack_sign "$p" >"$W/$1.jws"
+}
+
+post() { # ID [PARTNER] [PORT] -> "status entry"
+	local p=${2:-acme} port=${3:-$PTS_PORT} out
+	out=$(curl -sS --max-time 10 --cacert "$PTS_CERTS/ca.crt" --cert "$PTS_CERTS/partners/$p/client.crt" \
+		--key "$PTS_CERTS/partners/$p/client.key" -H 'Content-Type: application/jose' \
+		--data-binary "@$W/$1.jws" -w '\n%{http_code}' "https://127.0.0.1:$port/v1/messages" 2>/dev/null)
+	printf '%s %s\n' "$(tail -n1 <<<"$out")" "$(head -n1 <<<"$out" | jq -r '.entry // .code // "-"' 2>/dev/null)"
+}
+
+metric() { # NAME{labels} -> value
+	curl -s "http://127.0.0.1:$PTS_METRICS_PORT/metrics" | awk -v k="$1" '$1 == k { print $2 }'
+}
+
+# --- metrics count what was sent, and pass promtool
+before=$(metric 'pointsd_http_requests_total{status="201"}')
+for i in 1 2 3 4 5; do mk "$RUN-met-$i"; post "$RUN-met-$i" >/dev/null; done
+post "$RUN-met-1" >/dev/null
+after=$(metric 'pointsd_http_requests_total{status="201"}')
+t_is "metrics: five posts count five 201 replies" "$((after - before))" 5
+t_check "metrics: promtool check metrics accepts /metrics" \
+	bash -c "curl -s http://127.0.0.1:$PTS_METRICS_PORT/metrics | promtool check metrics"
+t_is "readyz is 200 with the database up" \
+	"$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PTS_METRICS_PORT/readyz")" 200
+
+# --- the database stopped: 503 within the db timeout, then recovery by itself
+mk "$RUN-down"
+"$PTS_ROOT/scripts/pg.sh" stop "$PG_DIR" immediate >/dev/null 2>&1
+t0=$(date +%s%N)
+r=$(post "$RUN-down")
+t1=$(date +%s%N)
+t_is "database down: POST answers 503 unavailable" "$r" "503 unavailable"
+ms=$(((t1 - t0) / 1000000))
+t_check "database down: the 503 came within 2.5 s (took ${ms} ms)" test "$ms" -lt 2500
+t_is "database down: readyz is 503" \
+	"$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PTS_METRICS_PORT/readyz")" 503
+"$PTS_ROOT/scripts/pg.sh" start "$PG_DIR" "$PTS_PGPORT" >/dev/null 2>&1
+ok=0
+for ((i = 0; i < 50; i++)); do
+	r=$(post "$RUN-down")
+	if [[ $r == 201* || $r == 200* ]]; then ok=1; break; fi
+	sleep 0.1
+done
+t_check "database back: the resent identical bytes are posted within 5 s, no restart" test "$ok" = 1
+t_is "database back: the message is stored once" \
+	"$(stack_psql -c "SELECT count(*) FROM messages WHERE msg_id = '$RUN-down'")" 1
+
+# --- refusal of a database that would lose acknowledged commits
+stack_psql -c "ALTER SYSTEM SET synchronous_commit = off" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.3
+out=$("$PTS_BIN/pointsd" -c "$PTS_CONF" --listen=127.0.0.1:0 --metrics-listen= --check 2>&1)
+st=$?
+t_check "synchronous_commit=off: pointsd refuses to start (exit $st)" test "$st" -ne 0
+t_check "synchronous_commit=off: the reason names it" grep -q 'synchronous_commit=off' <<<"$out"
+out=$("$PTS_BIN/pointsd" -c "$PTS_CONF" --metrics-listen= --unsafe-no-durability --check 2>&1)
+t_check "--unsafe-no-durability overrides the refusal" test $? -eq 0
+stack_psql -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
+
+# --- two instances on one database: the same message sent to both at once is posted once
+free_port() {
+	local p
+	for ((p = 20000 + RANDOM % 20000; ; p++)); do
+		ss -ltn | awk '{ print $4 }' | grep -q ":$p\$" || { echo "$p"; return; }
+	done
+}
+P2=$(free_port)
+"$PTS_BIN/pointsd" -c "$PTS_CONF" --listen=127.0.0.1:$P2 --metrics-listen= >>"$W/second.log" 2>&1 &
+pid2=$!
+for ((i = 0; i < 50; i++)); do
+	curl -s -o /dev/null --max-time 1 --cacert "$PTS_CERTS/ca.crt" --cert "$PTS_CERTS/partners/acme/client.crt" \
+		--key "$PTS_CERTS/partners/acme/client.key" "https://127.0.0.1:$P2/v1/keys" && break
+	sleep 0.1
+done
+for i in $(seq 1 20); do mk "$RUN-two-$i"; done
+cpids=()
+for i in $(seq 1 20); do
+	post "$RUN-two-$i" acme "$PTS_PORT" >"$W/two-a-$i" &
+	cpids+=($!)
+	post "$RUN-two-$i" acme "$P2" >"$W/two-b-$i" &
+	cpids+=($!)
+done
+wait "${cpids[@]}"
+bad=0
+for i in $(seq 1 20); do
+	a=$(cut -d' ' -f1 "$W/two-a-$i") b=$(cut -d' ' -f1 "$W/two-b-$i")
+	ea=$(cut -d' ' -f2 "$W/two-a-$i") eb=$(cut -d' ' -f2 "$W/two-b-$i")
+	[[ "$a $b" == "201 200" || "$a $b" == "200 201" ]] && [[ $ea == "$eb" ]] || bad=$((bad + 1))
+done
+t_is "two instances: each of 20 messages sent to both is one 201 and one 200 with the same entry" "$bad" 0
+t_is "two instances: 20 messages stored" \
+	"$(stack_psql -c "SELECT count(*) FROM messages WHERE msg_id LIKE '$RUN-two-%'")" 20
+kill -TERM "$pid2"
+wait "$pid2"
+t_is "two instances: the second exits 0 on SIGTERM" "$?" 0
+
+# --- SIGTERM drains: a batch already received is committed and answered
+: >"$W/drain.txt"
+for i in $(seq 1 500); do
+	printf '{"v":1,"type":"issue","partner":"acme","id":"%s-d%d","member":"%s-dm","points":1}\n' "$RUN" "$i" "$RUN"
+done | while IFS= read -r line; do printf '%s\n' "$line" | stack_sign acme; done >"$W/drain.txt"
+curl -sS --max-time 30 --cacert "$PTS_CERTS/ca.crt" --cert "$PTS_CERTS/partners/acme/client.crt" \
+	--key "$PTS_CERTS/partners/acme/client.key" -H 'Content-Type: application/jose' \
+	--data-binary "@$W/drain.txt" -o "$W/drain.out" -w '%{http_code}' \
+	"https://127.0.0.1:$PTS_PORT/v1/batches" >"$W/drain.code" 2>"$W/drain.err" &
+cpid=$!
+# SIGTERM as soon as the batch is in flight (received, waiting for its commit)
+for ((i = 0; i < 200; i++)); do
+	[[ $(metric pointsd_inflight_requests) -gt 0 ]] 2>/dev/null && break
+	sleep 0.01
+done
+stack_stop_pointsd TERM
+t_is "SIGTERM: pointsd exits 0" "${STACK_EXIT_STATUS:-}" 0
+wait "$cpid"
+t_is "SIGTERM: the in-flight batch got its 200, no reset" "$(cat "$W/drain.code")" 200
+t_is "SIGTERM: all 500 lines posted" "$(jq '[.results[] | select(.status == "posted")] | length' "$W/drain.out" 2>/dev/null)" 500
+stack_start_pointsd >/dev/null
+
+# --- kill -9 under load: every acknowledged message is there, resends never post twice
+N=300
+for i in $(seq 1 $N); do mk "$RUN-k$i" acme "$RUN-km$((i % 7))"; done
+: >"$W/acks"
+(
+	for i in $(seq 1 $N); do
+		post "$RUN-k$i" >"$W/k$i.res" &
+		((i % 8 == 0)) && wait
+	done
+	wait
+) &
+lpid=$!
+sleep 0.7
+kill -KILL "$(stack_pointsd_pid)"
+wait "$lpid"
+rm -f "$PTS_STACK/pointsd.pid"
+stack_start_pointsd >/dev/null
+acked=0 lost=0 moved=0
+for i in $(seq 1 $N); do
+	read -r code entry <"$W/k$i.res"
+	if [[ $code == 201 || $code == 200 ]]; then
+		acked=$((acked + 1))
+		got=$(stack_psql -c "SELECT entry_id FROM messages WHERE partner_id = 'acme' AND msg_id = '$RUN-k$i'")
+		[[ -n $got ]] || lost=$((lost + 1))
+		[[ -z $got || $got == "$entry" ]] || moved=$((moved + 1))
+	fi
+done
+t_check "kill -9: some messages were acknowledged before the kill ($acked of $N)" test "$acked" -gt 0
+t_is "kill -9: no acknowledged message is lost" "$lost" 0
+t_is "kill -9: every acknowledged message kept its entry" "$moved" 0
+bad=0
+for i in $(seq 1 $N); do
+	read -r code _ <"$W/k$i.res"
+	[[ $code == 201 || $code == 200 ]] && continue
+	r=$(post "$RUN-k$i")
+	[[ $r == 201* || $r == 200* ]] || bad=$((bad + 1))
+done
+t_is "kill -9: every unanswered message resent is posted or replayed" "$bad" 0
+t_is "kill -9: each of the $N messages is stored exactly once" \
+	"$(stack_psql -c "SELECT count(*) || ' ' || count(DISTINCT msg_id) FROM messages WHERE msg_id LIKE '$RUN-k%'")" "$N $N"
+t_is "kill -9: the members' balances equal 10 points per message" \
+	"$(stack_psql -c "SELECT sum(credits_posted - debits_posted) FROM accounts WHERE member LIKE '$RUN-km%'")" $((N * 10))
+
+t_done
