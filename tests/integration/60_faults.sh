@@ -145,7 +145,7 @@ for i in $(seq 1 $N); do mk "$RUN-k$i" acme "$RUN-km$((i % 7))"; done
 	wait
 ) &
 lpid=$!
-sleep 0.7
+sleep 2
 kill -KILL "$(stack_pointsd_pid)"
 wait "$lpid"
 rm -f "$PTS_STACK/pointsd.pid"
