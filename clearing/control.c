@@ -21,6 +21,7 @@
 #include "migrations.h"
 #include "partners/registry.h"
 #include "server.h"
+#include "settlement/expire.h"
 #include "settlement/settle.h"
 
 static int control_pipe[2] = { -1, -1 };
@@ -143,6 +144,28 @@ control_sighup(struct server *s, PGconn *pg)
 }
 
 #define CONTROL_SETTLE_EVERY_US (10LL * 1000000)
+#define CONTROL_EXPIRE_EVERY_US (60LL * 1000000)
+
+/* the daily expiry: expire_daily() runs it at most once per local day, and
+ * its try-lock lets one instance of several do it */
+static void
+control_expire(struct server *s, struct dbconn *dc)
+{
+	static long long last_us;
+	char err[512], e[600];
+	int n;
+
+	if (!s->conf.expire_auto || dc->pg == NULL || (last_us != 0 &&
+	    now_us() - last_us < CONTROL_EXPIRE_EVERY_US))
+		return;
+	last_us = now_us();
+	n = expire_due(dc->pg, err, sizeof(err));
+	if (n < 0)
+		log_event(LOG_ERROR, "expiry_failed", "\"error\":%s", log_json_str(e, sizeof(e), err));
+	else if (n > 0)
+		metrics_count_event("expiry_run");
+	dbconn_check(dc);
+}
 
 /* settlement of due periods: every instance tries, the settlement advisory
  * lock lets exactly one of them do it */
@@ -202,6 +225,7 @@ control_main(void *arg)
 		if (notified)
 			(void)control_reload_registry(pg);
 		control_periodic(s, dc);
+		control_expire(s, dc);
 	}
 	return NULL;
 }

@@ -52,6 +52,10 @@ int cmd_rate(int argc, char **argv, struct ctl *c);
 int cmd_sign(int argc, char **argv, struct ctl *c);
 int cmd_settle(int argc, char **argv, struct ctl *c);
 int cmd_settings(int argc, char **argv, struct ctl *c);
+int cmd_expire(int argc, char **argv, struct ctl *c);
+int cmd_reconcile(int argc, char **argv, struct ctl *c);
+int cmd_export(int argc, char **argv, struct ctl *c);
+int cmd_verify_export(int argc, char **argv, struct ctl *c);
 
 /* listings with $1 = partner id, shared by `partner show`: the keys
  * (cmd_key.c) and the rate cards (cmd_rate.c) */

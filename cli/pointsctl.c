@@ -25,6 +25,10 @@ static const struct {
 	{ "sign", cmd_sign, "sign a payload as a partner (prints a compact JWS)" },
 	{ "settle", cmd_settle, "settle periods, list and show batches" },
 	{ "settings", cmd_settings, "program settings: show, set" },
+	{ "expire", cmd_expire, "turn expired lots into breakage" },
+	{ "reconcile", cmd_reconcile, "trial balance and the ledger invariants" },
+	{ "export", cmd_export, "export whole periods: csv, jsonl or hledger" },
+	{ "verify-export", cmd_verify_export, "re-verify a jsonl export from the file alone" },
 };
 
 #define CTL_N_COMMANDS (sizeof(ctl_commands) / sizeof(ctl_commands[0]))
