@@ -49,7 +49,9 @@ jws_alg_name(enum jws_alg a)
 	}
 }
 
-/* splits "h.p.s": exactly two dots, no empty part */
+/* splits "h.p.s": exactly two dots, header and payload not empty; an empty
+ * signature is zero bytes of valid base64url, a signature of the wrong length
+ * that fails verification (protocol.md §2.1), not a malformed token */
 static int
 jws_split(const char *raw, size_t raw_len, size_t *dot1, size_t *dot2)
 {
@@ -65,7 +67,7 @@ jws_split(const char *raw, size_t raw_len, size_t *dot1, size_t *dot2)
 	*dot2 = (size_t)(p2 - raw);
 	if (memchr(p2 + 1, '.', raw_len - *dot2 - 1) != NULL)
 		return C_ERR;
-	if (*dot1 == 0 || *dot2 == *dot1 + 1 || *dot2 + 1 == raw_len)
+	if (*dot1 == 0 || *dot2 == *dot1 + 1)
 		return C_ERR;
 	return C_OK;
 }
@@ -325,7 +327,7 @@ jws_parse_structure(struct jws *t, const struct jws_policy *policy,
 	enum err rc;
 
 	if (jws_split(t->raw, t->raw_len, &dot1, &dot2) != C_OK) {
-		t->detail = "not three non-empty parts separated by dots";
+		t->detail = "not three parts separated by dots, with a non-empty header and payload";
 		return ERR_MALFORMED_JWS;
 	}
 	t->signing_input_len = dot2;

@@ -10,6 +10,9 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <openssl/pem.h>
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -117,16 +120,45 @@ refuse_hello_cb(SSL *ssl, int *alert, void *arg)
 	return SSL_CLIENT_HELLO_ERROR;
 }
 
+/* the CRL also judges live connections, on their next request */
+static int
+tls_crl_load(const char *path, X509_CRL **out, char *err, size_t errcap)
+{
+	FILE *f;
+
+	*out = NULL;
+	if (path[0] == '\0')
+		return C_OK;
+	f = fopen(path, "r");
+	if (f != NULL)
+		*out = PEM_read_X509_CRL(f, NULL, NULL, NULL);
+	if (f != NULL)
+		fclose(f);
+	if (*out == NULL) {
+		snprintf(err, errcap, "tls_crl: cannot read %s", path);
+		return C_ERR;
+	}
+	return C_OK;
+}
+
 int
 tls_ctx_reload(struct server *s, char *err, size_t errcap)
 {
 	SSL_CTX *ctx = tls_ctx_build(&s->conf, err, errcap), *old;
+	X509_CRL *crl, *old_crl;
 
 	if (ctx == NULL)
 		return C_ERR;
+	if (tls_crl_load(s->conf.tls_crl, &crl, err, errcap) != C_OK) {
+		SSL_CTX_free(ctx);
+		return C_ERR;
+	}
 	pthread_mutex_lock(&s->ssl_mu);
 	old = s->ssl_ctx;
+	old_crl = s->crl;
 	s->ssl_ctx = ctx;
+	s->crl = crl;
+	atomic_fetch_add(&s->crl_gen, 1);
 	if (refuse_ctx == NULL) {
 		refuse_ctx = SSL_CTX_new(TLS_server_method());
 		PTS_ASSERT(refuse_ctx != NULL);
@@ -136,6 +168,7 @@ tls_ctx_reload(struct server *s, char *err, size_t errcap)
 		conn_ex_index = SSL_get_ex_new_index(1, NULL, NULL, NULL, conn_ssl_free);
 	pthread_mutex_unlock(&s->ssl_mu);
 	SSL_CTX_free(old);    /* live connections keep their own reference */
+	X509_CRL_free(old_crl);
 	return C_OK;
 }
 
@@ -198,6 +231,8 @@ listener_open(const char *addr_port, int reuseport, char *err, size_t errcap)
 	if (fd < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 	    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
+	    /* accepted sockets inherit it: a reply must not wait for Nagle */
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
 	    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
 		snprintf(err, errcap, "listen %s: %s", addr_port, strerror(errno));
 		if (fd >= 0)

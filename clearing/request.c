@@ -45,6 +45,17 @@ request_client(struct evhttp_request *req)
 			return NULL;
 		ci->ident_ready = 1;
 	}
+	/* a CRL loaded since the handshake also applies to this connection */
+	if (ci->crl_gen != atomic_load(&g_server.crl_gen)) {
+		X509_REVOKED *rev = NULL;
+
+		pthread_mutex_lock(&g_server.ssl_mu);
+		ci->crl_gen = atomic_load(&g_server.crl_gen);
+		cert = SSL_get0_peer_certificate(ssl);
+		ci->revoked = g_server.crl != NULL && cert != NULL &&
+		    X509_CRL_get0_by_cert(g_server.crl, &rev, cert) == 1;
+		pthread_mutex_unlock(&g_server.ssl_mu);
+	}
 	return ci;
 }
 
@@ -253,9 +264,10 @@ request_handle(struct evhttp_request *req, void *arg)
 		    ci == NULL ? "no client certificate identity" : "registry not loaded");
 		goto out;
 	}
-	e = registry_check_client(reg, ci->cn, ci->fp);
+	e = ci->revoked ? ERR_UNKNOWN_PARTNER : registry_check_client(reg, ci->cn, ci->fp);
 	if (e != ERR_OK) {
 		reply_problem(req, e, e == ERR_PARTNER_SUSPENDED ? "partner is not active" :
+		    ci->revoked ? "certificate is revoked" :
 		    "certificate is not registered for a partner");
 		goto out;
 	}

@@ -83,6 +83,8 @@ struct server {
 	int nworkers;
 	pthread_mutex_t ssl_mu;
 	SSL_CTX *ssl_ctx;             /* guarded by ssl_mu */
+	X509_CRL *crl;                /* guarded by ssl_mu; NULL: none configured */
+	atomic_int crl_gen;           /* bumped at each reload */
 	EVP_PKEY *receipt_key;
 	char receipt_kid[44];
 	struct job_queue writeq;
@@ -99,6 +101,8 @@ struct server {
 /* facts about one TLS connection, kept in its SSL ex_data */
 struct conn_info {
 	int ident_ready;
+	int revoked;             /* by the CRL of generation crl_gen */
+	int crl_gen;
 	int in_request;
 	long long body_reserved;
 	struct event *deadline_ev;

@@ -60,9 +60,10 @@ BEGIN
 	v_c := rate_card_at(p, at);
 	INSERT INTO messages (partner_id, msg_id, entry_id, jws, sha256, kid, type, member, points, balance, accepted_at, period)
 	VALUES (p, id, v_e, 'jws.' || id, repeat('0', 64), 'k1', 'issue', m, n, 0, at, v_p);
-	INSERT INTO entries (id, kind, accepted_at, period, partner_id, msg_id, type, member, points, issue_price_micros)
-	VALUES (v_e, 'message', at, v_p, p, id, 'issue', m, n, v_c.issue_price_micros);
-	PERFORM post_write_issue(v_e, p, m, v_a, n, at, lot_expires_at(at));
+	PERFORM post_write_entry(v_e, v_p, p, id, 'issue', m, v_a, n, at, NULL, NULL);
+	WITH l AS (INSERT INTO lots (account_id, member, partner_id, entry_id, points, remaining, issued_at, expires_at)
+		VALUES (v_a, m, p, v_e, n, n, at, lot_expires_at(at)) RETURNING lots.id)
+	INSERT INTO lot_moves (entry_id, seq, lot_id, points) SELECT v_e, 1, l.id, n FROM l;
 	RETURN v_e;
 END $$;
 SQL
