@@ -85,6 +85,14 @@ test: deps
 lint:
 	@scripts/lint.sh
 
+# the benchmark matrix of docs/performance.md, on a stack of its own
+bench: all $(BUILD)/bench/loadgen
+	@bench/run.sh
+
+# each fuzz target for FUZZ_SECONDS (default 60); make test replays the corpus
+fuzz:
+	@scripts/fuzz.sh run
+
 clean:
 	rm -rf build build-asan build-fuzz
 
