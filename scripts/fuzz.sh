@@ -25,6 +25,7 @@ ALL_TARGETS=(b64url jws message route batch decimal conf)
 # the project sources the targets link (pure code: no libevent, no libpq)
 SRCS=(common/b64url.c common/log.c common/errors.c common/decimal.c common/conf.c
 	clearing/jws.c clearing/message.c clearing/route.c)
+# shellcheck disable=SC2054 # the commas belong to one flag
 SAN=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
 CFLAGS=(-std=c17 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -Wshadow -I. -Icommon -Itests/fuzz)
 

@@ -109,6 +109,7 @@ stack_create() { # BUILD: a fresh stack, exported to the tests as PTS_*
 	if ! "$ROOT/scripts/devstack.sh" setup "$STACK" "$pg_port" "$tls_port" \
 		"$metrics_port" "$PTS_BIN" >"$STACK/setup.log" 2>&1; then
 		sed 's/^/# /' "$STACK/setup.log"
+		tail -n 5 "$STACK"/pg/log/* 2>/dev/null | sed 's/^/# /'
 		return 1
 	fi
 	stack_start_pointsd
@@ -129,7 +130,7 @@ run_unit() { # BUILD: the unit binaries that build() just made
 }
 
 run_integration_one() { # SCRIPT
-	local t=$1 out=$STACK/integration.out rc ok nok
+	local t=$1 out=$STACK/integration.out rc ok nok start=$SECONDS
 	echo "# $t"
 	timeout -k 10 "$TEST_TIMEOUT_S" bash "$t" </dev/null >"$out" 2>&1 &
 	TEST_PID=$!
@@ -137,6 +138,7 @@ run_integration_one() { # SCRIPT
 	rc=$?
 	TEST_PID=
 	cat "$out"
+	echo "# $t: $((SECONDS - start)) s"
 	ok=$(grep -cE '^ok\b' "$out")
 	nok=$(grep -cE '^not ok\b' "$out")
 	PASSED=$((PASSED + ok))
@@ -177,8 +179,14 @@ check_pointsd_log() { # NAME
 
 run_pass() { # NAME BUILD
 	echo "# === $1 pass ($2) ==="
+	# a port taken between the free-port check and the bind (another
+	# program on this machine) fails the set-up: try once more on new ports
 	if ! stack_create "$2"; then
-		fail "stack set-up ($1 pass)"
+		echo "# stack set-up failed: once more on other ports"
+		stack_teardown
+		if ! stack_create "$2"; then
+			fail "stack set-up ($1 pass)"
+		fi
 	fi
 	if [[ -n $STACK ]]; then
 		run_unit "$2"
@@ -201,6 +209,17 @@ build() { # make args...: builds pointsd, pointsctl and the unit test binaries
 
 echo "# lint"
 scripts/lint.sh || fail "lint (scripts/lint.sh)"
+
+# the fuzz targets' seed corpus, each input once, under ASan+UBSan (clang-14)
+echo "# fuzz corpus replay"
+replay_out=$(mktemp)
+scripts/fuzz.sh replay >"$replay_out" 2>&1
+replay_rc=$?
+cat "$replay_out"
+PASSED=$((PASSED + $(grep -cE '^ok\b' "$replay_out")))
+FAILED=$((FAILED + $(grep -cE '^not ok\b' "$replay_out")))
+((replay_rc == 0)) || fail "fuzz corpus replay exited $replay_rc"
+rm -f "$replay_out"
 
 echo "# build"
 if ! build BUILD="$BUILD_DIR"; then
