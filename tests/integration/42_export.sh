@@ -134,8 +134,8 @@ is "jsonl: chain of 2026-01-01 recomputed with sha256sum = seal payload" "$h" \
 	"$(jq -r 'select(.record == "seal" and .period == "2026-01-01") | .seal | split(".")[1]' "$TMP/all.jsonl" | tr '_-' '/+' | base64 -d 2>/dev/null | jq -r .chain)"
 
 # whole periods: a range inside 2026-01-02 exports all of it
-FROM=$(q -c "SELECT starts_at + interval '1 second' FROM periods WHERE label = '2026-01-02'")
-TO=$(q -c "SELECT ends_at - interval '1 second' FROM periods WHERE label = '2026-01-02'")
+FROM=$(q -c "SELECT starts_at + (ends_at - starts_at) / 4 FROM periods WHERE label = '2026-01-02'")
+TO=$(q -c "SELECT ends_at - (ends_at - starts_at) / 4 FROM periods WHERE label = '2026-01-02'")
 ctl export --from "$FROM" --to "$TO" --format jsonl >"$TMP/p2.jsonl"
 is "a sub-range exports the whole period" "$(jq -r 'select(.record == "period") | .period' "$TMP/p2.jsonl") $(jq -c 'select(.record == null)' "$TMP/p2.jsonl" | wc -l)" "2026-01-02 3"
 out=$(ctl verify-export "$TMP/p2.jsonl" 2>&1)
