@@ -277,43 +277,8 @@ key_revoke(int argc, char **argv, struct ctl *c)
 static int
 key_list(int argc, char **argv, struct ctl *c)
 {
-	static const struct option opts[] = {
-		CTL_COMMON_OPTIONS,
-		{ NULL, 0, NULL, 0 }
-	};
-	const char *params[1];
-	PGresult *res;
-	struct db_err e;
-	int st;
-
-	optind = 0;
-	for (;;) {
-		int ch = getopt_long(argc, argv, ":h", opts, NULL);
-		if (ch == -1)
-			break;
-		st = ctl_option(c, ch, argv, key_list_usage);
-		if (st != CTL_CONTINUE)
-			return st;
-	}
-	st = ctl_positionals(argc, 1, 1, key_list_usage);
-	if (st != CTL_CONTINUE)
-		return st;
-	params[0] = argv[optind];
-	if (ctl_db(c) != C_OK)
-		return CTL_EXIT_DB;
-	st = ctl_check_partner(c, "key_list", params[0]);
-	if (st != CTL_CONTINUE)
-		return st;
-	res = db_query(c->db, ctl_sql_key_list, 1, params, &e);
-	if (res == NULL)
-		return ctl_db_fail(c, "key_list", &e);
-	st = CTL_EXIT_OK;
-	if (c->json)
-		st = ctl_print_json(ctl_rows_json(res));
-	else
-		ctl_print_table(res, "");
-	PQclear(res);
-	return st;
+	return ctl_list_for_partner(argc, argv, c, key_list_usage, "key_list",
+	    ctl_sql_key_list);
 }
 
 int

@@ -474,3 +474,48 @@ main(int argc, char **argv)
 		return ctl_fail(CTL_EXIT_INPUT, "output: cannot write to stdout");
 	return status;
 }
+
+/* `COMMAND list PARTNER`: the rows of one query about an existing partner,
+ * as a table or --json (key list, rate list) */
+int
+ctl_list_for_partner(int argc, char **argv, struct ctl *c, const char *usage,
+    const char *what, const char *sql)
+{
+	static const struct option opts[] = {
+		CTL_COMMON_OPTIONS,
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *params[1];
+	PGresult *res;
+	struct db_err e;
+	int st;
+
+	optind = 0;
+	for (;;) {
+		int ch = getopt_long(argc, argv, ":h", opts, NULL);
+		if (ch == -1)
+			break;
+		st = ctl_option(c, ch, argv, usage);
+		if (st != CTL_CONTINUE)
+			return st;
+	}
+	st = ctl_positionals(argc, 1, 1, usage);
+	if (st != CTL_CONTINUE)
+		return st;
+	params[0] = argv[optind];
+	if (ctl_db(c) != C_OK)
+		return CTL_EXIT_DB;
+	st = ctl_check_partner(c, what, params[0]);
+	if (st != CTL_CONTINUE)
+		return st;
+	res = db_query(c->db, sql, 1, params, &e);
+	if (res == NULL)
+		return ctl_db_fail(c, what, &e);
+	st = CTL_EXIT_OK;
+	if (c->json)
+		st = ctl_print_json(ctl_rows_json(res));
+	else
+		ctl_print_table(res, "");
+	PQclear(res);
+	return st;
+}
