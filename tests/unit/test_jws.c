@@ -807,12 +807,15 @@ START_TEST(test_wycheproof_jws_es256)
 				ck_assert_int_eq(rc, ERR_UNSUPPORTED_ALG);
 			if (id == 32)
 				ck_assert_int_eq(rc, ERR_MALFORMED_JWS);
+			size_t jl = strlen(jws);
+			int empty_sig = jl > 0 && jws[jl - 1] == '.';
+
 			/* an empty signature part parses and fails verification */
 			if (((id >= 20 && id <= 21) || (id >= 23 && id <= 24) ||
-			    (id >= 26 && id <= 30)) && jws[strlen(jws) - 1] != '.')
+			    (id >= 26 && id <= 30)) && !empty_sig)
 				ck_assert_msg(rc == ERR_MALFORMED_JWS, "tcId %lld: %s",
 				    id, err_code(rc));
-			if (jws[strlen(jws) - 1] == '.' && strchr(jws, '.') != strrchr(jws, '.'))
+			if (empty_sig && strchr(jws, '.') != strrchr(jws, '.'))
 				ck_assert_msg(rc == ERR_INVALID_SIGNATURE || rc == ERR_MALFORMED_JWS,
 				    "tcId %lld: %s", id, err_code(rc));
 			if (id == 19 || id == 22 || id == 25 || id >= 379)
