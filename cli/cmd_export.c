@@ -142,26 +142,13 @@ verify_print(const char *path, const struct verify_report *r)
 int
 cmd_verify_export(int argc, char **argv, struct ctl *c)
 {
-	static const struct option opts[] = {
-		CTL_COMMON_OPTIONS,
-		{ NULL, 0, NULL, 0 }
-	};
 	struct verify_report rep;
 	char err[1024], q[96];
 	const char *path;
 	FILE *f;
 	int s, rc;
 
-	optind = 0;
-	for (;;) {
-		int ch = getopt_long(argc, argv, ":h", opts, NULL);
-		if (ch == -1)
-			break;
-		s = ctl_option(c, ch, argv, verify_usage);
-		if (s != CTL_CONTINUE)
-			return s;
-	}
-	s = ctl_positionals(argc, 1, 1, verify_usage);
+	s = ctl_parse_plain(argc, argv, c, verify_usage, 1, 1);
 	if (s != CTL_CONTINUE)
 		return s;
 	path = argv[optind];

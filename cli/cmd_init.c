@@ -148,22 +148,9 @@ init_run(struct ctl *c)
 int
 cmd_init(int argc, char **argv, struct ctl *c)
 {
-	static const struct option opts[] = {
-		CTL_COMMON_OPTIONS,
-		{ NULL, 0, NULL, 0 }
-	};
 	int st;
 
-	optind = 0;
-	for (;;) {
-		int ch = getopt_long(argc, argv, ":h", opts, NULL);
-		if (ch == -1)
-			break;
-		st = ctl_option(c, ch, argv, init_usage);
-		if (st != CTL_CONTINUE)
-			return st;
-	}
-	st = ctl_positionals(argc, 0, 0, init_usage);
+	st = ctl_parse_plain(argc, argv, c, init_usage, 0, 0);
 	if (st != CTL_CONTINUE)
 		return st;
 	if (migrations_count == 0)

@@ -224,26 +224,13 @@ key_add(int argc, char **argv, struct ctl *c)
 static int
 key_revoke(int argc, char **argv, struct ctl *c)
 {
-	static const struct option opts[] = {
-		CTL_COMMON_OPTIONS,
-		{ NULL, 0, NULL, 0 }
-	};
 	const char *params[1];
 	PGresult *res;
 	struct db_err e;
 	char q[160];
 	int st;
 
-	optind = 0;
-	for (;;) {
-		int ch = getopt_long(argc, argv, ":h", opts, NULL);
-		if (ch == -1)
-			break;
-		st = ctl_option(c, ch, argv, key_revoke_usage);
-		if (st != CTL_CONTINUE)
-			return st;
-	}
-	st = ctl_positionals(argc, 1, 1, key_revoke_usage);
+	st = ctl_parse_plain(argc, argv, c, key_revoke_usage, 1, 1);
 	if (st != CTL_CONTINUE)
 		return st;
 	params[0] = argv[optind];

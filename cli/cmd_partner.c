@@ -57,29 +57,6 @@ static const char partner_cert_usage[] =
     "Adds the certificate FILE (PEM X.509, subject CN = ID) or removes a\n"
     "fingerprint (64 hex digits, colons allowed) from the partner.\n";
 
-/* parses options that take no value but the common ones, then n positionals */
-static int
-partner_parse_plain(int argc, char **argv, struct ctl *c, const char *usage,
-    int n_pos)
-{
-	static const struct option opts[] = {
-		CTL_COMMON_OPTIONS,
-		{ NULL, 0, NULL, 0 }
-	};
-	int st;
-
-	optind = 0;
-	for (;;) {
-		int ch = getopt_long(argc, argv, ":h", opts, NULL);
-		if (ch == -1)
-			break;
-		st = ctl_option(c, ch, argv, usage);
-		if (st != CTL_CONTINUE)
-			return st;
-	}
-	return ctl_positionals(argc, n_pos, n_pos, usage);
-}
-
 static int
 partner_check_id(const char *what, const char *id)
 {
@@ -240,7 +217,7 @@ partner_list(int argc, char **argv, struct ctl *c)
 	struct db_err e;
 	int st;
 
-	st = partner_parse_plain(argc, argv, c, partner_list_usage, 0);
+	st = ctl_parse_plain(argc, argv, c, partner_list_usage, 0, 0);
 	if (st != CTL_CONTINUE)
 		return st;
 	if (ctl_db(c) != C_OK)
@@ -321,7 +298,7 @@ partner_show(int argc, char **argv, struct ctl *c)
 	struct db_err e;
 	int st, i;
 
-	st = partner_parse_plain(argc, argv, c, partner_show_usage, 1);
+	st = ctl_parse_plain(argc, argv, c, partner_show_usage, 1, 1);
 	if (st != CTL_CONTINUE)
 		return st;
 	params[0] = argv[optind];
@@ -389,7 +366,7 @@ partner_set_status(int argc, char **argv, struct ctl *c, const char *what,
 	struct db_err e;
 	int st, has_card = 0;
 
-	st = partner_parse_plain(argc, argv, c, usage, 1);
+	st = ctl_parse_plain(argc, argv, c, usage, 1, 1);
 	if (st != CTL_CONTINUE)
 		return st;
 	params[0] = argv[optind];

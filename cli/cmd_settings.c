@@ -62,24 +62,11 @@ settings_show(struct ctl *c)
 static int
 settings_set(int argc, char **argv, struct ctl *c)
 {
-	static const struct option opts[] = {
-		CTL_COMMON_OPTIONS,
-		{ NULL, 0, NULL, 0 }
-	};
 	const char *params[2];
 	struct db_err e;
 	int st;
 
-	optind = 0;
-	for (;;) {
-		int ch = getopt_long(argc, argv, ":h", opts, NULL);
-		if (ch == -1)
-			break;
-		st = ctl_option(c, ch, argv, settings_set_usage);
-		if (st != CTL_CONTINUE)
-			return st;
-	}
-	st = ctl_positionals(argc, 2, 2, settings_set_usage);
+	st = ctl_parse_plain(argc, argv, c, settings_set_usage, 2, 2);
 	if (st != CTL_CONTINUE)
 		return st;
 	params[0] = argv[optind];
@@ -99,24 +86,11 @@ settings_set(int argc, char **argv, struct ctl *c)
 int
 cmd_settings(int argc, char **argv, struct ctl *c)
 {
-	static const struct option opts[] = {
-		CTL_COMMON_OPTIONS,
-		{ NULL, 0, NULL, 0 }
-	};
 	int st;
 
 	if (argc >= 2 && strcmp(argv[1], "set") == 0)
 		return settings_set(argc - 1, argv + 1, c);
-	optind = 0;
-	for (;;) {
-		int ch = getopt_long(argc, argv, ":h", opts, NULL);
-		if (ch == -1)
-			break;
-		st = ctl_option(c, ch, argv, settings_usage);
-		if (st != CTL_CONTINUE)
-			return st;
-	}
-	st = ctl_positionals(argc, 0, 0, settings_usage);
+	st = ctl_parse_plain(argc, argv, c, settings_usage, 0, 0);
 	if (st != CTL_CONTINUE)
 		return st;
 	return settings_show(c);

@@ -148,24 +148,11 @@ settle_run(int argc, char **argv, struct ctl *c)
 static int
 settle_list(int argc, char **argv, struct ctl *c)
 {
-	static const struct option opts[] = {
-		CTL_COMMON_OPTIONS,
-		{ NULL, 0, NULL, 0 }
-	};
 	struct db_err e;
 	PGresult *res;
 	int st;
 
-	optind = 0;
-	for (;;) {
-		int ch = getopt_long(argc, argv, ":h", opts, NULL);
-		if (ch == -1)
-			break;
-		st = ctl_option(c, ch, argv, settle_list_usage);
-		if (st != CTL_CONTINUE)
-			return st;
-	}
-	st = ctl_positionals(argc, 0, 0, settle_list_usage);
+	st = ctl_parse_plain(argc, argv, c, settle_list_usage, 0, 0);
 	if (st != CTL_CONTINUE)
 		return st;
 	if (ctl_db(c) != C_OK)

@@ -50,6 +50,8 @@ int cmd_partner(int argc, char **argv, struct ctl *c);
 int cmd_key(int argc, char **argv, struct ctl *c);
 int cmd_rate(int argc, char **argv, struct ctl *c);
 int cmd_sign(int argc, char **argv, struct ctl *c);
+int ctl_parse_plain(int argc, char **argv, struct ctl *c, const char *usage,
+    int min_pos, int max_pos);
 int ctl_list_for_partner(int argc, char **argv, struct ctl *c, const char *usage,
     const char *what, const char *sql);
 int cmd_settle(int argc, char **argv, struct ctl *c);

@@ -475,19 +475,16 @@ main(int argc, char **argv)
 	return status;
 }
 
-/* `COMMAND list PARTNER`: the rows of one query about an existing partner,
- * as a table or --json (key list, rate list) */
+/* options that take no value but the common ones, then min..max
+ * positionals: CTL_CONTINUE, or the exit status to return */
 int
-ctl_list_for_partner(int argc, char **argv, struct ctl *c, const char *usage,
-    const char *what, const char *sql)
+ctl_parse_plain(int argc, char **argv, struct ctl *c, const char *usage,
+    int min_pos, int max_pos)
 {
 	static const struct option opts[] = {
 		CTL_COMMON_OPTIONS,
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *params[1];
-	PGresult *res;
-	struct db_err e;
 	int st;
 
 	optind = 0;
@@ -499,7 +496,21 @@ ctl_list_for_partner(int argc, char **argv, struct ctl *c, const char *usage,
 		if (st != CTL_CONTINUE)
 			return st;
 	}
-	st = ctl_positionals(argc, 1, 1, usage);
+	return ctl_positionals(argc, min_pos, max_pos, usage);
+}
+
+/* `COMMAND list PARTNER`: the rows of one query about an existing partner,
+ * as a table or --json (key list, rate list) */
+int
+ctl_list_for_partner(int argc, char **argv, struct ctl *c, const char *usage,
+    const char *what, const char *sql)
+{
+	const char *params[1];
+	PGresult *res;
+	struct db_err e;
+	int st;
+
+	st = ctl_parse_plain(argc, argv, c, usage, 1, 1);
 	if (st != CTL_CONTINUE)
 		return st;
 	params[0] = argv[optind];
