@@ -10,6 +10,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "testutil.h"
 #include "b64url.h"
 #include "clearing/jws.h"
 #include "errors.h"
@@ -21,26 +22,6 @@ static const char *const good_payload =
     "\"member\":\"M42\",\"points\":100,\"iat\":1700000000}";
 
 /* ---- helpers ---- */
-
-static char *
-read_text(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	ck_assert_msg(f != NULL, "cannot open %s", path);
-	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	ck_assert_int_ge(n, 0);
-	rewind(f);
-	buf = malloc((size_t)n + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
-}
 
 static json_t *
 read_json(const char *path)
@@ -86,7 +67,7 @@ pkey_from_der_hex(const char *hex)
 static EVP_PKEY *
 pkey_from_pem_file(const char *path)
 {
-	char *pem = read_text(path);
+	char *pem = test_read_file(path, NULL);
 	BIO *b = BIO_new_mem_buf(pem, -1);
 	EVP_PKEY *k = PEM_read_bio_PUBKEY(b, NULL, NULL, NULL);
 
@@ -175,7 +156,7 @@ parse_str(const char *raw, struct jws *t)
 
 START_TEST(test_parse_cases_file)
 {
-	char *text = read_text("tests/cases/jws/parse_cases.tsv");
+	char *text = test_read_file("tests/cases/jws/parse_cases.tsv", NULL);
 	char *line, *next;
 	unsigned char zero_sig[64] = { 0 };
 	int lineno = 0, cases = 0;

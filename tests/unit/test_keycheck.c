@@ -9,29 +9,10 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "testutil.h"
 #include "clearing/jws.h"
 #include "partners/keycheck.h"
 #include "errors.h"
-
-static char *
-read_text(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	ck_assert_msg(f != NULL, "cannot open %s", path);
-	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	rewind(f);
-	buf = malloc((size_t)n + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
 
 static void
 hexn(const char *hex, unsigned char *out, size_t n)
@@ -234,7 +215,7 @@ load_pem_file(const char *name, enum jws_alg *alg, const char **reason)
 	int rc;
 
 	snprintf(path, sizeof(path), "tests/cases/keys/%s", name);
-	pem = read_text(path, &len);
+	pem = test_read_file(path, &len);
 	rc = keycheck_load_public_pem(pem, len, &k, alg, reason);
 	ck_assert((rc == C_OK) == (k != NULL));
 	EVP_PKEY_free(k);
@@ -287,7 +268,7 @@ load_pem_text(const char *pem, const char **reason)
 START_TEST(test_pem_shapes)
 {
 	size_t len;
-	char *good = read_text("tests/cases/keys/ed25519_rfc8037.pem", &len);
+	char *good = test_read_file("tests/cases/keys/ed25519_rfc8037.pem", &len);
 	char buf[2048];
 	const char *reason;
 	EVP_PKEY *priv = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");

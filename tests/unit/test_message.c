@@ -6,29 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testutil.h"
 #include "b64url.h"
 #include "clearing/jws.h"
 #include "clearing/message.h"
 #include "errors.h"
-
-static char *
-read_text(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	ck_assert_msg(f != NULL, "cannot open %s", path);
-	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	rewind(f);
-	buf = malloc((size_t)n + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
-}
 
 static json_t *
 load(const char *text)
@@ -42,7 +24,7 @@ load(const char *text)
 
 START_TEST(test_schema_cases_file)
 {
-	char *text = read_text("tests/cases/message/schema_cases.tsv");
+	char *text = test_read_file("tests/cases/message/schema_cases.tsv", NULL);
 	char *line, *next;
 	int lineno = 0, cases = 0;
 
