@@ -8,7 +8,7 @@
 # PTS_CERTS (receipt.key; a fresh Ed25519 key is made if it is missing).
 set -uo pipefail
 
-ADMIN=${PTS_DB_ADMIN:-"host=/tmp/setl port=55435 user=postgres dbname=postgres"}
+ADMIN=${PTS_DB_ADMIN:?set by scripts/test.sh: the superuser conninfo of the test cluster}
 CTL=${PTS_BIN:-build}/pointsctl
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

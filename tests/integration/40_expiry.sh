@@ -8,7 +8,7 @@
 # Environment: PTS_DB_ADMIN (superuser conninfo), PTS_BIN (pointsctl).
 set -uo pipefail
 
-ADMIN=${PTS_DB_ADMIN:-"host=/tmp/b8st/pg port=55900 user=postgres dbname=postgres"}
+ADMIN=${PTS_DB_ADMIN:?set by scripts/test.sh: the superuser conninfo of the test cluster}
 CTL=${PTS_BIN:-build}/pointsctl
 TMP=$(mktemp -d)
 DBNAME=pts_expiry_$$

@@ -11,7 +11,7 @@
 # PTS_ROOT (the repository, for bench/), PTS_ASAN.
 set -uo pipefail
 
-ADMIN=${PTS_DB_ADMIN:-"host=/tmp/b8st/pg port=55900 user=postgres dbname=postgres"}
+ADMIN=${PTS_DB_ADMIN:?set by scripts/test.sh: the superuser conninfo of the test cluster}
 CTL=${PTS_BIN:-build}/pointsctl
 ROOT=${PTS_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 TMP=$(mktemp -d)
