@@ -4,7 +4,8 @@
 # the ceiling V measured in the same run, then batch, single-message, baseline,
 # open loop, 1,024 connections, cost growth, WAL flushes per message,
 # handshakes, 10,000 idle connections. Loopback only; every step is bounded
-# in time. Results: bench/results/<date>.jsonl and a markdown summary on stdout.
+# in time. Results: bench/results/<stamp>.jsonl (one file per run) and a markdown
+# summary on stdout.
 #
 #   bench/run.sh              the whole matrix (about 6 minutes on 2 cores)
 #   BENCH_QUICK=1 bench/run.sh    shorter steps (smoke test of the script)
@@ -23,7 +24,7 @@ QUICK=${BENCH_QUICK:-0}
 DIR=$(mktemp -d /tmp/ptsbench.XXXXXX)
 RESULTS_DIR=$ROOT/bench/results
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
-RESULTS=$RESULTS_DIR/$(date -u +%Y-%m-%d).jsonl
+RESULTS=${BENCH_RESULTS:-$RESULTS_DIR/$STAMP.jsonl}
 SUMMARY=$DIR/summary.md
 PD_PID=''
 
@@ -130,10 +131,10 @@ profile_start() {
 	local wpid
 	[[ ${BENCH_PERF:-0} == 1 ]] || return 0
 	wpid=$(psql_q "SELECT pid FROM pg_stat_activity WHERE application_name = 'pointsd-writer'")
-	(sleep 2 && perf record -F 499 -g -p "$PD_PID" -o "$DIR/perf.pointsd" -- sleep 5 >/dev/null 2>&1) &
+	(sleep 2 && perf record -e cpu-clock -F 499 -g -p "$PD_PID" -o "$DIR/perf.pointsd" -- sleep 5 >/dev/null 2>&1) &
 	PERF_PIDS+=($!)
 	if [[ -n $wpid ]]; then
-		(sleep 2 && perf record -F 499 -g -p "$wpid" -o "$DIR/perf.writer" -- sleep 5 >/dev/null 2>&1) &
+		(sleep 2 && perf record -e cpu-clock -F 499 -g -p "$wpid" -o "$DIR/perf.writer" -- sleep 5 >/dev/null 2>&1) &
 		PERF_PIDS+=($!)
 	fi
 }
@@ -149,6 +150,9 @@ profile_report() {
 		echo '```'
 		perf report -i "$DIR/perf.$f" --stdio --no-children --sort dso,symbol 2>/dev/null |
 			grep -E '^ +[0-9.]+%' | head -n 25 || true
+		echo '--- per thread (pid:tid, share of samples)'
+		perf report -i "$DIR/perf.$f" --stdio --no-children -g none --sort pid 2>/dev/null |
+			grep -E '^ +[0-9.]+%' | head -n 8 || true
 		echo '--- inclusive (children)'
 		perf report -i "$DIR/perf.$f" --stdio --children --sort symbol 2>/dev/null |
 			grep -E '^ +[0-9.]+%' | grep -v ' 0x0000' | head -n 25 || true
