@@ -41,6 +41,55 @@ t_check "metrics: promtool check metrics accepts /metrics" \
 t_is "readyz is 200 with the database up" \
 	"$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PTS_METRICS_PORT/readyz")" 200
 
+# --- limits: past max_connections a new handshake is refused while the
+# connections already open are served; past partner_inflight_max that partner
+# gets 503 with Retry-After while another partner is answered
+stack_restart_pointsd --max-connections=2 --partner-inflight-max=1 >/dev/null
+holds=()
+hold() { # a connection that completes its handshake and then waits
+	(sleep 6) | openssl s_client -quiet -connect "127.0.0.1:$PTS_PORT" \
+		-cert "$PTS_CERTS/partners/$1/client.crt" -key "$PTS_CERTS/partners/$1/client.key" \
+		-CAfile "$PTS_CERTS/ca.crt" >/dev/null 2>&1 &
+	holds+=($!)
+}
+hold acme
+hold globex
+sleep 1
+t_is "connection cap: two connections are open" "$(metric pointsd_connections)" 2
+curl -s -o /dev/null --max-time 3 --cacert "$PTS_CERTS/ca.crt" --cert "$PTS_CERTS/partners/acme/client.crt" \
+	--key "$PTS_CERTS/partners/acme/client.key" "https://127.0.0.1:$PTS_PORT/v1/keys"
+st=$?
+t_check "connection cap: a third connection's handshake is refused (curl exit $st)" test "$st" -eq 35 -o "$st" -eq 56
+wait "${holds[@]}"
+stack_restart_pointsd --partner-inflight-max=1 >/dev/null
+mk "$RUN-cap-seed" acme "$RUN-capm"
+post "$RUN-cap-seed" >/dev/null
+printf '{"v":1,"type":"redeem","partner":"acme","id":"%s-cap-1","member":"%s-capm","points":1}' "$RUN" "$RUN" |
+	stack_sign acme >"$W/$RUN-cap-1.jws"
+mk "$RUN-cap-2"
+mk "$RUN-cap-g" globex
+# hold the member's account: acme's redeem waits in the ledger, in flight
+stack_psql -c "BEGIN; SELECT 1 FROM accounts WHERE kind = 'member' AND member = '$RUN-capm' FOR UPDATE;
+	SELECT pg_sleep(1.5); COMMIT" >/dev/null &
+hpid=$!
+sleep 0.3
+post "$RUN-cap-1" >"$W/cap-1.res" &
+ppid=$!
+sleep 0.3
+hdr=$(curl -sS -D - -o "$W/cap-2.body" --max-time 5 --cacert "$PTS_CERTS/ca.crt" \
+	--cert "$PTS_CERTS/partners/acme/client.crt" --key "$PTS_CERTS/partners/acme/client.key" \
+	-H 'Content-Type: application/jose' --data-binary "@$W/$RUN-cap-2.jws" \
+	"https://127.0.0.1:$PTS_PORT/v1/messages")
+t_is "partner cap: acme's second request while one is in flight: 503 unavailable" \
+	"$(head -n1 <<<"$hdr" | awk '{ print $2 }') $(jq -r .code "$W/cap-2.body")" "503 unavailable"
+t_check "partner cap: the 503 carries Retry-After" grep -qi '^retry-after:' <<<"$hdr"
+t_is "partner cap: globex is still served, not refused" "$(post "$RUN-cap-g" globex | cut -d' ' -f1)" 201
+wait "$ppid" "$hpid"
+t_is "partner cap: acme's in-flight redeem was posted" "$(cut -d' ' -f1 "$W/cap-1.res")" 201
+t_is "partner cap: the refused message was not posted" \
+	"$(stack_psql -c "SELECT count(*) FROM messages WHERE msg_id = '$RUN-cap-2'")" 0
+stack_restart_pointsd >/dev/null
+
 # --- the database stopped: 503 within the db timeout, then recovery by itself
 mk "$RUN-down"
 "$PTS_ROOT/scripts/pg.sh" stop "$PG_DIR" immediate >/dev/null 2>&1
