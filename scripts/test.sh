@@ -4,7 +4,7 @@
 # directory; again under ASan+UBSan (skip with PTS_NO_ASAN=1). Always removes
 # what it made, also on failure or Ctrl-C. Last line: "N passed, N failed".
 # Knobs: PTS_NO_ASAN=1, PTS_TEST_TIMEOUT (s per integration script, 900),
-# PTS_BUILD / PTS_BUILD_ASAN (build dirs), PTS_TEST_PORTS (LO-HI, 20000-49999).
+# PTS_BUILD / PTS_BUILD_ASAN (build dirs), PTS_TEST_PORTS (LO-HI, 20000-32000: below the kernel's ephemeral range, so that no outgoing connection holds a picked port).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -13,7 +13,7 @@ cd "$ROOT" || exit 1
 TEST_TIMEOUT_S=${PTS_TEST_TIMEOUT:-900}
 BUILD_DIR=${PTS_BUILD:-build}
 ASAN_BUILD_DIR=${PTS_BUILD_ASAN:-build-asan}
-PORT_RANGE=${PTS_TEST_PORTS:-20000-49999}
+PORT_RANGE=${PTS_TEST_PORTS:-20000-32000}
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 PASSED=0

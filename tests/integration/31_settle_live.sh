@@ -43,7 +43,7 @@ ctl() { "$PTS_BIN/pointsctl" --db "$ADMIN" "$@"; }
 
 free_port() {
 	local p
-	for ((p = 20000 + RANDOM % 20000; ; p++)); do
+	for ((p = 20000 + RANDOM % 12000; ; p++)); do
 		ss -ltn | awk '{ print $4 }' | grep -q ":$p\$" || { echo "$p"; return; }
 	done
 }
@@ -52,17 +52,21 @@ start_instance() { # NAME -> port in $W/NAME.port
 	local port mport pid i
 	port=$(free_port)
 	mport=$(free_port)
+	while [[ $mport == "$port" ]]; do mport=$(free_port); done
 	"$PTS_BIN/pointsd" -c "$PTS_CONF" --db="$SERVER" --listen=127.0.0.1:$port \
 		--metrics-listen=127.0.0.1:$mport >"$W/$1.log" 2>&1 </dev/null &
 	pid=$!
 	PIDS+=("$pid")
 	echo "$port" >"$W/$1.port"
-	for ((i = 0; i < 100; i++)); do
+	for ((i = 0; i < 300; i++)); do
 		curl -s -o /dev/null --max-time 1 --cacert "$PTS_CERTS/ca.crt" \
 			--cert "$PTS_CERTS/partners/acme/client.crt" --key "$PTS_CERTS/partners/acme/client.key" \
 			"https://127.0.0.1:$port/v1/keys" && return 0
+		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
+	echo "# pointsd $1 did not answer on $port; its log:"
+	tail -n 5 "$W/$1.log" | sed 's/^/#   /'
 	return 1
 }
 

@@ -126,7 +126,7 @@ stack_psql -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf(
 # --- two instances on one database: the same message sent to both at once is posted once
 free_port() {
 	local p
-	for ((p = 20000 + RANDOM % 20000; ; p++)); do
+	for ((p = 20000 + RANDOM % 12000; ; p++)); do
 		ss -ltn | awk '{ print $4 }' | grep -q ":$p\$" || { echo "$p"; return; }
 	done
 }
