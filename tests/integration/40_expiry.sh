@@ -173,7 +173,11 @@ SQL
 before=$(q -c "SELECT coalesce(sum(t.points), 0) FROM transfers t JOIN accounts a ON a.id = t.credit_account WHERE a.kind = 'breakage'")
 pids=()
 for s in 0 1 2 3; do
-	q -c "SELECT t_post('globex', 'xr' || i, 'redeem', 'X' || i, 60) FROM generate_series(1, 40) i WHERE i % 4 = $s" >"$TMP/race$s" 2>&1 &
+	# one transaction per redeem, as pointsd posts them (a statement posting
+	# several members in one transaction would lock them out of member order)
+	for ((i = 1; i <= 40; i++)); do
+		((i % 4 == s)) && echo "SELECT t_post('globex', 'xr$i', 'redeem', 'X$i', 60);"
+	done | q >"$TMP/race$s" 2>&1 &
 	pids+=($!)
 done
 ctl expire --as-of '2025-01-01T00:00:00Z' >"$TMP/race_expire" 2>&1 &
@@ -182,6 +186,7 @@ for p in "${pids[@]}"; do wait "$p"; done
 is "race: every redeem posted" "$(cat "$TMP"/race[0-3] | grep -c '^posted 40$')" "40"
 after=$(q -c "SELECT coalesce(sum(t.points), 0) FROM transfers t JOIN accounts a ON a.id = t.credit_account WHERE a.kind = 'breakage'")
 is "race: the expired lots went to breakage, exactly once" "$((after - before))" "4000"
+[[ $((after - before)) == 4000 ]] || sed 's/^/# expire: /' "$TMP/race_expire"
 is "race: redeems consumed only valid lots" "$(q -c "SELECT count(*) FROM lot_moves m JOIN lots l ON l.id = m.lot_id
 	JOIN messages g ON g.entry_id = m.entry_id WHERE g.msg_id LIKE 'xr%' AND l.partner_id <> 'globex'")" "0"
 is "race: balances" "$(q -c "SELECT count(*) || ' ' || min(credits_posted - debits_posted) || ' ' || max(credits_posted - debits_posted)
