@@ -237,30 +237,7 @@ CREATE TABLE period_seals (
 	CHECK ((count = 0) = (first_entry IS NULL) AND (count = 0) = (last_entry IS NULL))
 );
 
-CREATE TRIGGER settlement_batches_append_only BEFORE UPDATE OR DELETE ON settlement_batches
-	FOR EACH ROW EXECUTE FUNCTION refuse_change();
-CREATE TRIGGER settlement_batches_no_truncate BEFORE TRUNCATE ON settlement_batches
-	FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
-CREATE TRIGGER batch_lines_append_only BEFORE UPDATE OR DELETE ON batch_lines
-	FOR EACH ROW EXECUTE FUNCTION refuse_change();
-CREATE TRIGGER batch_lines_no_truncate BEFORE TRUNCATE ON batch_lines
-	FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
-CREATE TRIGGER interchange_append_only BEFORE UPDATE OR DELETE ON interchange
-	FOR EACH ROW EXECUTE FUNCTION refuse_change();
-CREATE TRIGGER interchange_no_truncate BEFORE TRUNCATE ON interchange
-	FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
-CREATE TRIGGER payments_append_only BEFORE UPDATE OR DELETE ON payments
-	FOR EACH ROW EXECUTE FUNCTION refuse_change();
-CREATE TRIGGER payments_no_truncate BEFORE TRUNCATE ON payments
-	FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
-CREATE TRIGGER money_journal_append_only BEFORE UPDATE OR DELETE ON money_journal
-	FOR EACH ROW EXECUTE FUNCTION refuse_change();
-CREATE TRIGGER money_journal_no_truncate BEFORE TRUNCATE ON money_journal
-	FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
-CREATE TRIGGER period_seals_append_only BEFORE UPDATE OR DELETE ON period_seals
-	FOR EACH ROW EXECUTE FUNCTION refuse_change();
-CREATE TRIGGER period_seals_no_truncate BEFORE TRUNCATE ON period_seals
-	FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
+SELECT make_append_only(t) FROM unnest('{settlement_batches,batch_lines,interchange,payments,money_journal,period_seals}'::regclass[]) AS t;
 
 -- ---------------------------------------------------------------- cut-over
 

@@ -20,10 +20,7 @@ CREATE TABLE expiry_runs (
 );
 CREATE INDEX expiry_runs_as_of ON expiry_runs (as_of);
 
-CREATE TRIGGER expiry_runs_append_only BEFORE UPDATE OR DELETE ON expiry_runs
-	FOR EACH ROW EXECUTE FUNCTION refuse_change();
-CREATE TRIGGER expiry_runs_no_truncate BEFORE TRUNCATE ON expiry_runs
-	FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
+SELECT make_append_only('expiry_runs');
 
 -- Turns the remaining points of every lot with expires_at <= as_of (NULL:
 -- now; never later than now) into breakage: per member one entry (kind
