@@ -4,7 +4,9 @@
 # directory; again under ASan+UBSan (skip with PTS_NO_ASAN=1). Always removes
 # what it made, also on failure or Ctrl-C. Last line: "N passed, N failed".
 # Knobs: PTS_NO_ASAN=1, PTS_TEST_TIMEOUT (s per integration script, 900),
-# PTS_BUILD / PTS_BUILD_ASAN (build dirs), PTS_TEST_PORTS (LO-HI, 20000-32000: below the kernel's ephemeral range, so that no outgoing connection holds a picked port).
+# PTS_BUILD / PTS_BUILD_ASAN (build dirs), PTS_TESTS (a regex: only the
+# integration scripts whose names match, no lint, fuzz replay or unit tests:
+# for development, not a green run), PTS_TEST_PORTS (LO-HI, 20000-32000: below the kernel's ephemeral range, so that no outgoing connection holds a picked port).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -164,6 +166,7 @@ run_integration() {
 	local t
 	for t in tests/integration/[0-9]*.sh; do
 		[[ -f $t ]] || continue
+		[[ -z ${PTS_TESTS:-} || $(basename "$t") =~ $PTS_TESTS ]] || continue
 		run_integration_one "$t"
 	done
 }
@@ -189,7 +192,7 @@ run_pass() { # NAME BUILD
 		fi
 	fi
 	if [[ -n $STACK ]]; then
-		run_unit "$2"
+		[[ -n ${PTS_TESTS:-} ]] || run_unit "$2"
 		run_integration
 		stack_stop_pointsd || fail "pointsd did not stop on SIGTERM ($1 pass)"
 		check_pointsd_log "$1"
@@ -207,6 +210,7 @@ build() { # make args...: builds pointsd, pointsctl and the unit test binaries
 	make --no-print-directory -j"$JOBS" "$@" all "${bins[@]}"
 }
 
+if [[ -z ${PTS_TESTS:-} ]]; then
 echo "# lint"
 scripts/lint.sh || fail "lint (scripts/lint.sh)"
 
@@ -220,6 +224,7 @@ PASSED=$((PASSED + $(grep -cE '^ok\b' "$replay_out")))
 FAILED=$((FAILED + $(grep -cE '^not ok\b' "$replay_out")))
 ((replay_rc == 0)) || fail "fuzz corpus replay exited $replay_rc"
 rm -f "$replay_out"
+fi
 
 echo "# build"
 if ! build BUILD="$BUILD_DIR"; then

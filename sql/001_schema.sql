@@ -117,18 +117,27 @@ CREATE TABLE periods (
 	EXCLUDE USING gist (tstzrange(starts_at, ends_at) WITH &&)
 );
 
+-- The hot tables below (entries, transfers, lots, lot_moves, messages,
+-- receipts) declare no FOREIGN KEY: each would cost a lookup of the key per
+-- inserted row, ~30% of the database's work per posted message
+-- (bench/sql_post_group.sh: 312 -> 217 us per message without them). They
+-- are written only by the posting, expiry and settlement functions, which
+-- take every key from rows they have just read or written, and
+-- `pointsctl reconcile` (invariant 6, sql/004) checks every reference of
+-- every row: "-> table" in a comment names the row a column points at.
+
 -- Journal entries: one per accepted message, expiry line or adjustment.
 CREATE TABLE entries (
 	id                  bigint PRIMARY KEY,
 	kind                text NOT NULL CHECK (kind IN ('message', 'expiry', 'adjustment')),
 	accepted_at         timestamptz NOT NULL,
-	period              text NOT NULL REFERENCES periods (label),
-	partner_id          text REFERENCES partners (id),
+	period              text NOT NULL,          -- -> periods (label)
+	partner_id          text,                   -- -> partners
 	msg_id              text,
 	type                text CHECK (type IN ('issue', 'redeem', 'reverse')),
 	member              text,
 	points              bigint NOT NULL CHECK (points > 0),
-	reverses_entry      bigint REFERENCES entries (id),
+	reverses_entry      bigint,                 -- -> entries
 	-- prices applied at posting (settlement.md §1); a reverse copies its original's
 	issue_price_micros  bigint,
 	redeem_price_micros bigint,
@@ -142,9 +151,9 @@ CREATE INDEX entries_accepted ON entries (accepted_at);
 -- Transfers: a positive number of points from a debit to a credit account.
 CREATE TABLE transfers (
 	id              bigserial PRIMARY KEY,
-	entry_id        bigint NOT NULL REFERENCES entries (id),
-	debit_account   bigint NOT NULL REFERENCES accounts (id),
-	credit_account  bigint NOT NULL REFERENCES accounts (id),
+	entry_id        bigint NOT NULL,    -- -> entries
+	debit_account   bigint NOT NULL,    -- -> accounts
+	credit_account  bigint NOT NULL,    -- -> accounts
 	points          bigint NOT NULL CHECK (points > 0),
 	CHECK (debit_account <> credit_account)
 );
@@ -155,10 +164,10 @@ CREATE INDEX transfers_credit ON transfers (credit_account);
 -- Lots: where each point came from (ledger.md §2).
 CREATE TABLE lots (
 	id          bigserial PRIMARY KEY,
-	account_id  bigint NOT NULL REFERENCES accounts (id),
+	account_id  bigint NOT NULL,            -- -> accounts
 	member      text NOT NULL,
-	partner_id  text NOT NULL REFERENCES partners (id),
-	entry_id    bigint NOT NULL UNIQUE REFERENCES entries (id),
+	partner_id  text NOT NULL,              -- -> partners
+	entry_id    bigint NOT NULL UNIQUE,     -- -> entries
 	points      bigint NOT NULL CHECK (points > 0),
 	remaining   bigint NOT NULL CHECK (remaining >= 0 AND remaining <= points),
 	issued_at   timestamptz NOT NULL,
@@ -173,9 +182,9 @@ CREATE INDEX lots_expiring ON lots (expires_at) WHERE remaining > 0;
 -- fee_micros: on a redeem (and its reversal) the clearing fee of the lot's
 -- issuer in force at the redemption.
 CREATE TABLE lot_moves (
-	entry_id    bigint NOT NULL REFERENCES entries (id),
+	entry_id    bigint NOT NULL,            -- -> entries
 	seq         int NOT NULL CHECK (seq >= 1),
-	lot_id      bigint NOT NULL REFERENCES lots (id),
+	lot_id      bigint NOT NULL,            -- -> lots
 	points      bigint NOT NULL CHECK (points <> 0),
 	fee_micros  bigint,
 	PRIMARY KEY (entry_id, seq)
@@ -184,9 +193,9 @@ CREATE INDEX lot_moves_lot ON lot_moves (lot_id);
 
 -- Accepted partner messages: raw JWS bytes and the stored reply (protocol.md §4).
 CREATE TABLE messages (
-	partner_id      text NOT NULL REFERENCES partners (id),
+	partner_id      text NOT NULL,          -- -> partners
 	msg_id          text NOT NULL,
-	entry_id        bigint NOT NULL UNIQUE REFERENCES entries (id),
+	entry_id        bigint NOT NULL UNIQUE, -- -> entries
 	jws             text NOT NULL,
 	sha256          text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
 	kid             text NOT NULL,
@@ -203,8 +212,8 @@ CREATE TABLE messages (
 
 -- Receipts, one per message entry, written in the posting transaction.
 CREATE TABLE receipts (
-	entry_id    bigint PRIMARY KEY REFERENCES messages (entry_id),
-	kid         text NOT NULL REFERENCES receipt_keys (kid),
+	entry_id    bigint PRIMARY KEY,         -- -> messages (entry_id)
+	kid         text NOT NULL,              -- -> receipt_keys
 	receipt     text NOT NULL
 );
 

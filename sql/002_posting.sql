@@ -4,12 +4,6 @@
 -- transfers, lot_moves, receipts) and never touches a row every posting shares.
 -- Applied after 001 by `pointsctl init`, in one transaction, as the superuser.
 
--- The messages row is written before its entry (INSERT ... ON CONFLICT is
--- how a second pointsd instance posting the same id waits for the first),
--- so the reference to entries is checked at commit.
-ALTER TABLE messages ALTER CONSTRAINT messages_entry_id_fkey
-	DEFERRABLE INITIALLY DEFERRED;
-
 -- ---------------------------------------------------------------- locks
 
 -- Key of the period lock (ASCII "points" = 0x706f696e7473). Every posting
@@ -482,39 +476,31 @@ $$;
 
 -- ---------------------------------------------------------------- post_group
 
--- The issues of a group, set-based. A benchmark profile of the per-message
--- loop alone (docs/performance.md) showed the single writer connection
--- spending ~0.8 ms per message in one small statement after another.
--- Issues, most of the traffic, need no lot choice and never fail a ledger
--- rule, so a group's issues are written with one statement per table
--- instead of about ten per message. What is judged in order (redeems,
--- reversals, replays, conflicts, refusals) goes through post_group's loop.
+-- The set-based paths. A benchmark profile of the per-message loop alone
+-- (docs/performance.md) showed the single writer connection spending
+-- ~0.8 ms per message in one small statement after another. Most of the
+-- traffic needs no ordering against the rest of its group, so it is judged
+-- and written with one statement per table for the whole set instead of
+-- about ten per message; what must be judged in order goes through
+-- post_group's loop.
 --
--- An issue joins the set only when posting it first cannot change any other
+-- A message joins a set only when posting it first cannot change any other
 -- message's answer: valid and not refused by the server (pre_error NULL),
--- the first occurrence of its (partner, id) in the group, not stored, not
--- named by a reverse of the group, and its member has no redeem or reverse
--- in the group (so each member's messages keep their arrival order, and
--- balances in replies are those of posting one by one). The set shares one
--- accepted_at, taken after the locks; entry ids follow arrival order.
-
-CREATE FUNCTION post_issue_set(p_partner text[], p_id text[], p_jws text[], p_sha256 text[],
+-- the first occurrence of its (partner, id) in the group, not stored, and
+-- not named by a reverse of the group. Then:
+--   'issue':  an issue of a member whose live messages in the group are all
+--             issues (each member's messages keep their arrival order and
+--             replies carry the balances of posting one by one);
+--   'redeem': a redeem that is its member's only live message in the group
+--             (so its balance, lots and answer depend on nothing else in
+--             the group).
+-- pre-error messages never change the ledger, so they do not count.
+CREATE FUNCTION post_group_sets(p_partner text[], p_id text[], p_jws text[], p_sha256 text[],
 	p_kid text[], p_pre_error text[], p_type text[], p_member text[], p_points bigint[],
-	p_reverses text[])
-RETURNS TABLE (s_ord int, s_entry bigint, s_balance bigint, s_accepted_at text, s_period text)
-LANGUAGE plpgsql
+	p_reverses text[], OUT issues int[], OUT redeems int[])
+LANGUAGE plpgsql STABLE
 SET plan_cache_mode = force_generic_plan
 AS $$
-DECLARE
-	v_set   settings%ROWTYPE;
-	v_at    timestamptz;
-	v_pl    text;
-	v_exp   timestamptz;
-	v_ord   int[];
-	v_entry bigint[];
-	v_bal   bigint[];
-	v_n     int;
-	v_rows  int;
 BEGIN
 	WITH u AS (
 		SELECT x.*, row_number() OVER (PARTITION BY x.partner, x.id ORDER BY x.o) AS first
@@ -523,8 +509,8 @@ BEGIN
 			AS x(partner, id, jws, sha, kid, pre, type, member, points, rev, o)),
 	r AS (SELECT DISTINCT partner, rev FROM u WHERE rev IS NOT NULL),
 	c AS (
-		SELECT u.o, u.member, u.pre,
-			(u.pre IS NULL AND u.type = 'issue' AND u.first = 1
+		SELECT u.o, u.member, u.pre, u.type,
+			(u.pre IS NULL AND u.type IN ('issue', 'redeem') AND u.first = 1
 			 AND u.partner IS NOT NULL AND u.id IS NOT NULL AND u.member IS NOT NULL
 			 AND u.jws IS NOT NULL AND u.sha IS NOT NULL AND u.kid IS NOT NULL AND u.rev IS NULL
 			 AND u.points BETWEEN 1 AND 1000000000
@@ -532,13 +518,73 @@ BEGIN
 		FROM u
 		LEFT JOIN r ON r.partner = u.partner AND r.rev = u.id
 		LEFT JOIN messages m ON m.partner_id = u.partner AND m.msg_id = u.id),
-	-- a member joins the set with all its messages or not at all, so that
-	-- its messages keep their order (one left to the loop would come after)
-	w AS (SELECT c.o, c.ok, bool_and(c.ok OR c.pre IS NOT NULL)
-			OVER (PARTITION BY c.member) AS whole
+	w AS (SELECT c.o, c.ok, c.type,
+			bool_and((c.ok AND c.type = 'issue') OR c.pre IS NOT NULL)
+				OVER (PARTITION BY c.member) AS all_issues,
+			count(*) FILTER (WHERE c.pre IS NULL) OVER (PARTITION BY c.member) AS live
 		FROM c)
-	SELECT array_agg(w.o::int ORDER BY w.o) INTO v_ord FROM w WHERE w.ok AND w.whole;
-	v_n := coalesce(array_length(v_ord, 1), 0);
+	SELECT array_agg(w.o::int ORDER BY w.o) FILTER (WHERE w.ok AND w.type = 'issue' AND w.all_issues),
+		array_agg(w.o::int ORDER BY w.o) FILTER (WHERE w.ok AND w.type = 'redeem' AND w.live = 1)
+	INTO issues, redeems FROM w;
+END
+$$;
+
+-- Member accounts (id, available balance at p_at) of the members of the
+-- set p_ord, one row per member; known = points were ever issued to it.
+-- The set-based twin of ledger_available_points().
+CREATE FUNCTION post_set_members(p_ord int[], p_member text[], p_at timestamptz)
+RETURNS TABLE (member text, acct bigint, known boolean, avail bigint)
+LANGUAGE sql STABLE AS $$
+	SELECT a.member, a.id, a.credits_posted > 0,
+		a.credits_posted - a.debits_posted - coalesce((SELECT sum(l.remaining) FROM lots l
+			WHERE l.member = a.member AND l.remaining > 0 AND l.expires_at <= p_at), 0)::bigint
+	FROM accounts a
+	WHERE a.kind = 'member' AND a.member IN (SELECT p_member[o] FROM unnest(p_ord) o)
+$$;
+
+-- Writes the set's messages rows; raises serialization_failure if another
+-- instance posted one of the ids meanwhile (the caller retries the group,
+-- and that id is then answered from the stored row).
+CREATE FUNCTION post_set_messages(p_ord int[], p_entry bigint[], p_balance bigint[],
+	p_type text, p_at timestamptz, p_period text, p_partner text[], p_id text[], p_jws text[],
+	p_sha256 text[], p_kid text[], p_member text[], p_points bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_rows int;
+BEGIN
+	INSERT INTO messages (partner_id, msg_id, entry_id, jws, sha256, kid, type, member,
+		points, reverses, balance, accepted_at, period)
+	SELECT p_partner[x.o], p_id[x.o], x.e, p_jws[x.o], p_sha256[x.o], p_kid[x.o], p_type,
+		p_member[x.o], p_points[x.o], NULL, x.b, p_at, p_period
+	FROM unnest(p_ord, p_entry, p_balance) AS x(o, e, b)
+	ON CONFLICT (partner_id, msg_id) DO NOTHING;
+	GET DIAGNOSTICS v_rows = ROW_COUNT;
+	IF v_rows <> coalesce(array_length(p_ord, 1), 0) THEN
+		RAISE EXCEPTION 'post_set_messages: an id of the group was posted concurrently'
+			USING ERRCODE = 'serialization_failure';
+	END IF;
+END
+$$;
+
+-- The 'issue' set of a group (post_group_sets). The set shares one
+-- accepted_at, taken after the locks; entry ids follow arrival order.
+CREATE FUNCTION post_issue_set(p_ord int[], p_partner text[], p_id text[], p_jws text[],
+	p_sha256 text[], p_kid text[], p_member text[], p_points bigint[])
+RETURNS TABLE (s_ord int, s_code text, s_entry bigint, s_balance bigint, s_accepted_at text,
+	s_period text)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	v_set   settings%ROWTYPE;
+	v_at    timestamptz;
+	v_pl    text;
+	v_exp   timestamptz;
+	v_entry bigint[];
+	v_bal   bigint[];
+	v_n     int := coalesce(array_length(p_ord, 1), 0);
+	v_rows  int;
+BEGIN
 	IF v_n = 0 THEN
 		RETURN;
 	END IF;
@@ -547,70 +593,159 @@ BEGIN
 	v_pl := (SELECT pr.label FROM period_row_for(v_at) pr);
 	v_exp := ledger_lot_expiry(v_at, v_set.validity_rule, v_set.validity_n, v_set.timezone);
 	PERFORM ledger_partner_account('issued', d.p)
-	FROM (SELECT DISTINCT p_partner[o] AS p FROM unnest(v_ord) o ORDER BY 1) d;
-	-- entry ids in arrival order (the scan of v_ord); balances as if the
-	-- issues were posted one by one
+	FROM (SELECT DISTINCT p_partner[o] AS p FROM unnest(p_ord) o ORDER BY 1) d;
+	-- entry ids in arrival order; balances as if posted one by one
 	SELECT array_agg(nextval('entries_id_seq') ORDER BY s.k) INTO v_entry
-	FROM unnest(v_ord) WITH ORDINALITY AS s(o, k);
+	FROM unnest(p_ord) WITH ORDINALITY AS s(o, k);
 	SELECT array_agg(x.b ORDER BY x.o) INTO v_bal
-	FROM (SELECT s.o, ledger_available_points(a.id, p_member[s.o], v_at)
-			+ sum(p_points[s.o]) OVER (PARTITION BY p_member[s.o] ORDER BY s.o) AS b
-		FROM unnest(v_ord) AS s(o)
-		JOIN accounts a ON a.kind = 'member' AND a.member = p_member[s.o]) x;
+	FROM (SELECT s.o, a.avail + sum(p_points[s.o]) OVER (PARTITION BY a.member ORDER BY s.o) AS b
+		FROM unnest(p_ord) AS s(o)
+		JOIN post_set_members(p_ord, p_member, v_at) a ON a.member = p_member[s.o]) x;
 	IF coalesce(array_length(v_bal, 1), 0) <> v_n THEN
 		RAISE EXCEPTION 'assert: % issues of the set have no member account', v_n;
 	END IF;
-	INSERT INTO messages (partner_id, msg_id, entry_id, jws, sha256, kid, type, member,
-		points, reverses, balance, accepted_at, period)
-	SELECT p_partner[x.o], p_id[x.o], x.e, p_jws[x.o], p_sha256[x.o], p_kid[x.o], 'issue',
-		p_member[x.o], p_points[x.o], NULL, x.b, v_at, v_pl
-	FROM unnest(v_ord, v_entry, v_bal) AS x(o, e, b)
-	ON CONFLICT (partner_id, msg_id) DO NOTHING;
-	GET DIAGNOSTICS v_rows = ROW_COUNT;
-	IF v_rows <> v_n THEN
-		-- another instance posted one of these ids meanwhile: the whole group
-		-- is tried again, and that id is then answered from the stored row
-		RAISE EXCEPTION 'post_issue_set: an id of the group was posted concurrently'
-			USING ERRCODE = 'serialization_failure';
-	END IF;
+	PERFORM post_set_messages(p_ord, v_entry, v_bal, 'issue', v_at, v_pl, p_partner, p_id,
+		p_jws, p_sha256, p_kid, p_member, p_points);
 	INSERT INTO entries (id, kind, accepted_at, period, partner_id, msg_id, type, member,
 		points, issue_price_micros)
 	SELECT x.e, 'message', v_at, v_pl, p_partner[x.o], p_id[x.o], 'issue', p_member[x.o],
 		p_points[x.o], (SELECT c.issue_price_micros FROM rate_cards c
 			WHERE c.partner_id = p_partner[x.o] AND c.effective_from <= v_at
 			ORDER BY c.effective_from DESC LIMIT 1)
-	FROM unnest(v_ord, v_entry) AS x(o, e);
-	INSERT INTO transfers (entry_id, debit_account, credit_account, points)
-	SELECT x.e, ia.id, ma.id, p_points[x.o]
-	FROM unnest(v_ord, v_entry) AS x(o, e)
-	JOIN accounts ia ON ia.name = 'issued:' || p_partner[x.o]
-	JOIN accounts ma ON ma.kind = 'member' AND ma.member = p_member[x.o]
-	ORDER BY x.e;
-	GET DIAGNOSTICS v_rows = ROW_COUNT;
-	IF v_rows <> v_n THEN
-		RAISE EXCEPTION 'assert: % transfers for % issues', v_rows, v_n;
-	END IF;
-	UPDATE accounts a SET credits_posted = a.credits_posted + s.pts
-	FROM (SELECT p_member[o] AS m, sum(p_points[o]) AS pts FROM unnest(v_ord) o GROUP BY 1) s
-	WHERE a.kind = 'member' AND a.member = s.m;
-	WITH l AS (
+	FROM unnest(p_ord, v_entry) AS x(o, e);
+	WITH a AS (
+		UPDATE accounts a SET credits_posted = a.credits_posted + s.pts
+		FROM (SELECT p_member[o] AS m, sum(p_points[o]) AS pts FROM unnest(p_ord) o GROUP BY 1) s
+		WHERE a.kind = 'member' AND a.member = s.m
+		RETURNING a.id, a.member),
+	t AS (
+		INSERT INTO transfers (entry_id, debit_account, credit_account, points)
+		SELECT x.e, ia.id, a.id, p_points[x.o]
+		FROM unnest(p_ord, v_entry) AS x(o, e)
+		JOIN accounts ia ON ia.name = 'issued:' || p_partner[x.o]
+		JOIN a ON a.member = p_member[x.o]
+		ORDER BY x.e),
+	l AS (
 		INSERT INTO lots (account_id, member, partner_id, entry_id, points, remaining,
 			issued_at, expires_at)
-		SELECT ma.id, p_member[x.o], p_partner[x.o], x.e, p_points[x.o], p_points[x.o], v_at, v_exp
-		FROM unnest(v_ord, v_entry) AS x(o, e)
-		JOIN accounts ma ON ma.kind = 'member' AND ma.member = p_member[x.o]
+		SELECT a.id, p_member[x.o], p_partner[x.o], x.e, p_points[x.o], p_points[x.o], v_at, v_exp
+		FROM unnest(p_ord, v_entry) AS x(o, e)
+		JOIN a ON a.member = p_member[x.o]
 		ORDER BY x.e
 		RETURNING lots.id, lots.entry_id, lots.points)
 	INSERT INTO lot_moves (entry_id, seq, lot_id, points)
 	SELECT l.entry_id, 1, l.id, l.points FROM l;
-	-- each member's available balance is now its last reply's balance
-	IF EXISTS (SELECT 1 FROM (SELECT DISTINCT ON (p_member[x.o]) p_member[x.o] AS m, x.b
-			FROM unnest(v_ord, v_bal) AS x(o, b) ORDER BY p_member[x.o], x.o DESC) last
-		JOIN accounts a ON a.kind = 'member' AND a.member = last.m
-		WHERE ledger_available_points(a.id, last.m, v_at) <> last.b) THEN
-		RAISE EXCEPTION 'assert: a member''s balance after the issue set is not its last reply''s';
+	GET DIAGNOSTICS v_rows = ROW_COUNT;
+	IF v_rows <> v_n THEN
+		RAISE EXCEPTION 'assert: % lots for % issues', v_rows, v_n;
 	END IF;
-	RETURN QUERY SELECT x.o, x.e, x.b,
+	RETURN QUERY SELECT x.o, NULL::text, x.e, x.b,
+		to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), v_pl
+	FROM unnest(p_ord, v_entry, v_bal) AS x(o, e, b);
+END
+$$;
+
+-- The 'redeem' set of a group (post_group_sets): each redeem is its
+-- member's only message in the group, so it is judged on the member's
+-- balance before the group (unknown_member, insufficient_points: answered,
+-- nothing written) and consumes the member's unexpired lots, earliest
+-- expiry first (ties: lowest entry id), walked through the lots_member_open
+-- index one lot at a time until the points are covered, as
+-- post_consume_lots does.
+CREATE FUNCTION post_redeem_set(p_ord int[], p_partner text[], p_id text[], p_jws text[],
+	p_sha256 text[], p_kid text[], p_member text[], p_points bigint[])
+RETURNS TABLE (s_ord int, s_code text, s_entry bigint, s_balance bigint, s_accepted_at text,
+	s_period text)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	v_at    timestamptz;
+	v_pl    text;
+	v_ord   int[];
+	v_acct  bigint[];
+	v_bal   bigint[];
+	v_entry bigint[];
+	v_n     int;
+	v_rows  int;
+BEGIN
+	IF coalesce(array_length(p_ord, 1), 0) = 0 THEN
+		RETURN;
+	END IF;
+	v_at := clock_timestamp();
+	-- the refused ones are answered and leave no trace
+	RETURN QUERY SELECT s.o, CASE WHEN a.known IS NOT TRUE THEN 'unknown_member'
+			ELSE 'insufficient_points' END, NULL::bigint, NULL::bigint, NULL::text, NULL::text
+	FROM unnest(p_ord) s(o)
+	LEFT JOIN post_set_members(p_ord, p_member, v_at) a ON a.member = p_member[s.o]
+	WHERE a.known IS NOT TRUE OR a.avail < p_points[s.o];
+	SELECT array_agg(s.o ORDER BY s.o), array_agg(a.acct ORDER BY s.o),
+		array_agg(a.avail - p_points[s.o] ORDER BY s.o)
+	INTO v_ord, v_acct, v_bal
+	FROM unnest(p_ord) s(o)
+	JOIN post_set_members(p_ord, p_member, v_at) a ON a.member = p_member[s.o]
+	WHERE a.known AND a.avail >= p_points[s.o];
+	v_n := coalesce(array_length(v_ord, 1), 0);
+	IF v_n = 0 THEN
+		RETURN;
+	END IF;
+	v_pl := (SELECT pr.label FROM period_row_for(v_at) pr);
+	PERFORM ledger_partner_account('redeemed', d.p)
+	FROM (SELECT DISTINCT p_partner[o] AS p FROM unnest(v_ord) o ORDER BY 1) d;
+	SELECT array_agg(nextval('entries_id_seq') ORDER BY s.k) INTO v_entry
+	FROM unnest(v_ord) WITH ORDINALITY AS s(o, k);
+	PERFORM post_set_messages(v_ord, v_entry, v_bal, 'redeem', v_at, v_pl, p_partner, p_id,
+		p_jws, p_sha256, p_kid, p_member, p_points);
+	INSERT INTO entries (id, kind, accepted_at, period, partner_id, msg_id, type, member,
+		points, redeem_price_micros)
+	SELECT x.e, 'message', v_at, v_pl, p_partner[x.o], p_id[x.o], 'redeem', p_member[x.o],
+		p_points[x.o], (SELECT c.redeem_price_micros FROM rate_cards c
+			WHERE c.partner_id = p_partner[x.o] AND c.effective_from <= v_at
+			ORDER BY c.effective_from DESC LIMIT 1)
+	FROM unnest(v_ord, v_entry) AS x(o, e);
+	INSERT INTO transfers (entry_id, debit_account, credit_account, points)
+	SELECT x.e, x.a, ra.id, p_points[x.o]
+	FROM unnest(v_ord, v_entry, v_acct) AS x(o, e, a)
+	JOIN accounts ra ON ra.name = 'redeemed:' || p_partner[x.o]
+	ORDER BY x.e;
+	GET DIAGNOSTICS v_rows = ROW_COUNT;
+	IF v_rows <> v_n THEN
+		RAISE EXCEPTION 'assert: % transfers for % redeems', v_rows, v_n;
+	END IF;
+	UPDATE accounts a SET debits_posted = a.debits_posted + p_points[x.o]
+	FROM unnest(v_ord, v_acct) AS x(o, a) WHERE a.id = x.a;
+	-- the lots each redeem consumes: walk the member's open lots in
+	-- (expires_at, entry_id) order while the points taken so far fall short
+	WITH RECURSIVE walk AS (
+		SELECT x.e, x.o, 1 AS seq, f.id, f.partner_id, f.remaining, f.expires_at, f.entry_id,
+			least(f.remaining, p_points[x.o]) AS take, least(f.remaining, p_points[x.o]) AS cum
+		FROM unnest(v_ord, v_entry) AS x(o, e)
+		CROSS JOIN LATERAL (SELECT l.id, l.partner_id, l.remaining, l.expires_at, l.entry_id
+			FROM lots l WHERE l.member = p_member[x.o] AND l.remaining > 0 AND l.expires_at > v_at
+			ORDER BY l.expires_at, l.entry_id LIMIT 1) f
+		UNION ALL
+		SELECT w.e, w.o, w.seq + 1, n.id, n.partner_id, n.remaining, n.expires_at, n.entry_id,
+			least(n.remaining, p_points[w.o] - w.cum), w.cum + least(n.remaining, p_points[w.o] - w.cum)
+		FROM walk w
+		CROSS JOIN LATERAL (SELECT l.id, l.partner_id, l.remaining, l.expires_at, l.entry_id
+			FROM lots l WHERE l.member = p_member[w.o] AND l.remaining > 0 AND l.expires_at > v_at
+			  AND (l.expires_at, l.entry_id) > (w.expires_at, w.entry_id)
+			ORDER BY l.expires_at, l.entry_id LIMIT 1) n
+		WHERE w.cum < p_points[w.o]),
+	u AS (UPDATE lots SET remaining = lots.remaining - walk.take FROM walk WHERE lots.id = walk.id)
+	INSERT INTO lot_moves (entry_id, seq, lot_id, points, fee_micros)
+	SELECT walk.e, walk.seq, walk.id, -walk.take,
+		(SELECT c.clearing_fee_micros FROM rate_cards c WHERE c.partner_id = walk.partner_id
+		  AND c.effective_from <= v_at ORDER BY c.effective_from DESC LIMIT 1)
+	FROM walk;
+	-- every redeem covered exactly (the balance check above guarantees it)
+	IF EXISTS (SELECT 1 FROM unnest(v_ord, v_entry) AS x(o, e)
+		LEFT JOIN (SELECT m.entry_id, sum(m.points) AS s FROM lot_moves m
+			WHERE m.entry_id = ANY (v_entry) GROUP BY 1) t ON t.entry_id = x.e
+		WHERE t.s IS DISTINCT FROM -p_points[x.o]) THEN
+		RAISE EXCEPTION 'assert: a redeem of the set is not covered by its lots';
+	END IF;
+	RETURN QUERY SELECT x.o, NULL::text, x.e, x.b,
 		to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), v_pl
 	FROM unnest(v_ord, v_entry, v_bal) AS x(o, e, b);
 END
@@ -645,6 +780,7 @@ DECLARE
 	v_ps    timestamptz;
 	v_pe    timestamptz;
 	v_s     record;
+	v_sets  record;
 	v_done  boolean[] := array_fill(false, ARRAY[greatest(n, 1)]);
 BEGIN
 	IF n <> coalesce(array_length(p_id, 1), 0) OR n <> coalesce(array_length(p_jws, 1), 0)
@@ -658,10 +794,15 @@ BEGIN
 	SELECT * INTO v_set FROM settings;
 	PERFORM post_lock_group(p_partner, p_type, p_member, p_reverses, p_pre_error);
 	IF n >= 4 THEN
-		FOR v_s IN SELECT * FROM post_issue_set(p_partner, p_id, p_jws, p_sha256, p_kid,
-			p_pre_error, p_type, p_member, p_points, p_reverses) LOOP
+		v_sets := post_group_sets(p_partner, p_id, p_jws, p_sha256, p_kid, p_pre_error,
+			p_type, p_member, p_points, p_reverses);
+		FOR v_s IN SELECT * FROM post_issue_set(v_sets.issues, p_partner, p_id, p_jws,
+				p_sha256, p_kid, p_member, p_points)
+			UNION ALL SELECT * FROM post_redeem_set(v_sets.redeems, p_partner, p_id, p_jws,
+				p_sha256, p_kid, p_member, p_points) LOOP
 			v_done[v_s.s_ord] := true;
-			ord := v_s.s_ord; outcome := 'posted'; code := NULL; entry := v_s.s_entry;
+			ord := v_s.s_ord; code := v_s.s_code; entry := v_s.s_entry;
+			outcome := CASE WHEN v_s.s_code IS NULL THEN 'posted' ELSE 'rejected' END;
 			balance := v_s.s_balance; accepted_at := v_s.s_accepted_at;
 			period := v_s.s_period; receipt := NULL;
 			RETURN NEXT;
@@ -809,7 +950,12 @@ GRANT EXECUTE ON FUNCTION
 	post_consume_lots(bigint, text, bigint, timestamptz),
 	post_reverse_lots(bigint, bigint, text, bigint, bigint),
 	post_lock_group(text[], text[], text[], text[], text[]),
-	post_issue_set(text[], text[], text[], text[], text[], text[], text[], text[], bigint[], text[]),
+	post_group_sets(text[], text[], text[], text[], text[], text[], text[], text[], bigint[], text[]),
+	post_set_members(int[], text[], timestamptz),
+	post_set_messages(int[], bigint[], bigint[], text, timestamptz, text, text[], text[], text[],
+		text[], text[], text[], bigint[]),
+	post_issue_set(int[], text[], text[], text[], text[], text[], text[], bigint[]),
+	post_redeem_set(int[], text[], text[], text[], text[], text[], text[], bigint[]),
 	post_group(text[], text[], text[], text[], text[], text[], text[], text[], bigint[], text[]),
 	member_summary(text), message_reply(text, text)
 TO pointsd;

@@ -4,8 +4,11 @@
 # messages of one member close together) posted one message per transaction
 # and in groups of random size must give every message the same answer
 # (outcome, code, balance) and leave the same ledger (member balances, lot
-# remainders, transfers). This is what pins the set-based issue path of
-# sql/005_post_issue_set.sql to the one-by-one semantics of sql/002.
+# remainders, transfers, prices and fees). This is what pins the set-based
+# paths of post_group() (post_issue_set, post_redeem_set in sql/002) to the
+# one-by-one semantics of its loop. Run twice: over 40 members (a member
+# has several messages in most groups: the loop) and over 1,500 (most
+# members have one message per group: the sets, refusals included).
 set -uo pipefail
 . "$(dirname "$0")/stack.sh"
 
@@ -16,7 +19,7 @@ DBS=()
 trap '[[ -n ${PTS_KEEP_DBS:-} ]] || for d in "${DBS[@]}"; do "$PTS_PGBIN/dropdb" -h "$PTS_PGHOST" -p "$PTS_PGPORT" -U postgres --if-exists "$d" 2>/dev/null; done' EXIT
 echo "# seed $SEED, $N messages (PTS_EQUIV_SEED to repeat)"
 
-mkdb() { # NAME
+mkdb() { # NAME MEMBERS
 	local admin="host=$PTS_PGHOST port=$PTS_PGPORT dbname=$1 user=postgres"
 	DBS+=("$1")
 	"$PTS_PGBIN/createdb" -h "$PTS_PGHOST" -p "$PTS_PGPORT" -U postgres "$1" &&
@@ -24,12 +27,12 @@ mkdb() { # NAME
 		"$PTS_PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 "$admin" >/dev/null <<SQL
 INSERT INTO partners (id, name, status) SELECT 'q' || i, 'partner ' || i, 'active' FROM generate_series(1, 4) i;
 INSERT INTO rate_cards (partner_id, issue_price_micros, redeem_price_micros, clearing_fee_micros, effective_from)
-SELECT 'q' || i, 10000, 8000, 1000, now() - interval '1 day' FROM generate_series(1, 4) i;
+SELECT 'q' || i, 10000 + i, 8000 + 10 * i, 1000 + 100 * i, now() - interval '1 day' FROM generate_series(1, 4) i;
 -- the workload, the same in both databases: decided before anything is posted
 SELECT setseed($SEED);
 CREATE TABLE wl AS
 SELECT g AS ord, 'q' || (1 + floor(random() * 4)::int) AS partner,
-	'm' || g AS id, random() AS roll, 'M' || (1 + floor(random() * 40)::int) AS member,
+	'm' || g AS id, random() AS roll, 'M' || (1 + floor(random() * $2)::int) AS member,
 	1 + floor(random() * 2000)::bigint AS points, floor(random() * g)::int AS back,
 	random() AS r2
 FROM generate_series(1, $N) g;
@@ -86,24 +89,39 @@ SELECT 'member', member, credits_posted, debits_posted FROM accounts WHERE kind 
 SELECT 'lot', l.member, l.partner_id, m.msg_id, l.points, l.remaining
 FROM lots l JOIN messages m ON m.entry_id = l.entry_id ORDER BY m.partner_id, m.msg_id;
 SELECT 'reversed', partner_id, msg_id, reversed_points FROM messages ORDER BY partner_id, msg_id;
-SELECT 'moves', m.partner_id, m.msg_id, string_agg(lm.points::text || '@' || lm2.msg_id, ',' ORDER BY lm.seq)
+SELECT 'moves', m.partner_id, m.msg_id,
+	string_agg(lm.points::text || '@' || lm2.msg_id || '/' || coalesce(lm.fee_micros::text, '-'), ',' ORDER BY lm.seq)
 FROM messages m JOIN lot_moves lm ON lm.entry_id = m.entry_id
 JOIN lots l ON l.id = lm.lot_id JOIN messages lm2 ON lm2.entry_id = l.entry_id
 GROUP BY m.partner_id, m.msg_id ORDER BY 2, 3;
+SELECT 'entry', e.partner_id, e.msg_id, e.type, e.points, coalesce(o.msg_id, '-'),
+	coalesce(e.issue_price_micros::text, '-'), coalesce(e.redeem_price_micros::text, '-'),
+	(SELECT string_agg(da.name || '>' || ca.name || ':' || t.points, ',' ORDER BY t.id)
+	 FROM transfers t JOIN accounts da ON da.id = t.debit_account
+	 JOIN accounts ca ON ca.id = t.credit_account WHERE t.entry_id = e.id)
+FROM entries e LEFT JOIN entries o ON o.id = e.reverses_entry ORDER BY 2, 3;
 SQL
 }
 
-mkdb "equiv_${RUN}_one" && mkdb "equiv_${RUN}_groups" || { t_not_ok "two databases with one workload"; t_done; }
-post_all "equiv_${RUN}_one" 1 || t_not_ok "posted one message per transaction"
-post_all "equiv_${RUN}_groups" "${PTS_EQUIV_GROUP:-64}" || t_not_ok "posted in groups of up to ${PTS_EQUIV_GROUP:-64}"
-state "equiv_${RUN}_one" >"$PTS_STACK/equiv_one.txt"
-state "equiv_${RUN}_groups" >"$PTS_STACK/equiv_groups.txt"
-t_is "every message was answered in both" \
-	"$(grep -c '^answer' "$PTS_STACK/equiv_one.txt") $(grep -c '^answer' "$PTS_STACK/equiv_groups.txt")" "$N $N"
-t_check "the workload has posted issues, redeems and reversals, replays, conflicts and refusals" bash -c "
-	grep -q '|posted|-|' '$PTS_STACK/equiv_one.txt' && grep -q '|replayed|' '$PTS_STACK/equiv_one.txt' &&
-	grep -q 'duplicate_conflict' '$PTS_STACK/equiv_one.txt' && grep -q 'insufficient_points' '$PTS_STACK/equiv_one.txt' &&
-	grep -q 'invalid_signature' '$PTS_STACK/equiv_one.txt' && grep -q '^moves.*,' '$PTS_STACK/equiv_one.txt'"
-diffs=$(diff "$PTS_STACK/equiv_one.txt" "$PTS_STACK/equiv_groups.txt" | head -n 12)
-t_is "groups give every message the same answer and leave the same ledger" "$diffs" ""
+equiv() { # MEMBERS
+	local one="equiv_${RUN}_${1}_one" groups="equiv_${RUN}_${1}_groups" diffs
+	echo "# $1 members"
+	mkdb "$one" "$1" && mkdb "$groups" "$1" || { t_not_ok "$1 members: two databases with one workload"; return; }
+	post_all "$one" 1 || t_not_ok "$1 members: posted one message per transaction"
+	post_all "$groups" "${PTS_EQUIV_GROUP:-64}" || t_not_ok "$1 members: posted in groups of up to ${PTS_EQUIV_GROUP:-64}"
+	state "$one" >"$PTS_STACK/equiv_one.txt"
+	state "$groups" >"$PTS_STACK/equiv_groups.txt"
+	t_is "$1 members: every message was answered in both" \
+		"$(grep -c '^answer' "$PTS_STACK/equiv_one.txt") $(grep -c '^answer' "$PTS_STACK/equiv_groups.txt")" "$N $N"
+	t_check "$1 members: the workload has posted issues, redeems and reversals, replays, conflicts and refusals" bash -c "
+		grep -q '|posted|-|' '$PTS_STACK/equiv_one.txt' && grep -q '|replayed|' '$PTS_STACK/equiv_one.txt' &&
+		grep -q 'duplicate_conflict' '$PTS_STACK/equiv_one.txt' && grep -q 'insufficient_points' '$PTS_STACK/equiv_one.txt' &&
+		grep -q 'invalid_signature' '$PTS_STACK/equiv_one.txt' && grep -q '^moves.*,' '$PTS_STACK/equiv_one.txt' &&
+		grep -q '^entry|.*|redeem|' '$PTS_STACK/equiv_one.txt'"
+	diffs=$(diff "$PTS_STACK/equiv_one.txt" "$PTS_STACK/equiv_groups.txt" | head -n 12)
+	t_is "$1 members: groups give every message the same answer and leave the same ledger" "$diffs" ""
+}
+
+equiv 40
+equiv 1500
 t_done
