@@ -11,6 +11,9 @@
 #   BENCH_QUICK=1 bench/run.sh    shorter steps (smoke test of the script)
 #   BENCH_PERF=1 bench/run.sh     also perf profiles of pointsd and the writer backend
 #   BENCH_KEEP=1 bench/run.sh     keep the stack directory for inspection
+#   BENCH_STEPS="batch single" bench/run.sh   only these steps (of batch single
+#                             baseline open open1024 growth handshakes idle; open,
+#                             open1024 and baseline need single in the same run)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -297,6 +300,8 @@ bench_idle() {
 	start_pointsd
 }
 
+want() { [[ -z ${BENCH_STEPS:-} || " $BENCH_STEPS " == *" $1 "* ]]; }
+
 main() {
 	local t0=$SECONDS
 	say "stack in $DIR (pg $PGPORT, tls $TLSPORT)"
@@ -318,15 +323,17 @@ main() {
 		echo '| bench | figure | ratio to V | target | |'
 		echo '|---|---|---|---|---|'
 	} >"$SUMMARY"
-	bench_batch
-	bench_single
-	SINGLE_MSGS=$(jq -r 'select(.bench == "single_msgs_per_s" and .stamp == "'"$STAMP"'") | .figure' "$RESULTS")
-	bench_baseline
-	bench_open 64 open_loop_70pct 10
-	bench_open 1024 open_loop_1024_conns 50
-	bench_growth
-	bench_handshakes
-	bench_idle
+	! want batch || bench_batch
+	if want single; then
+		bench_single
+		SINGLE_MSGS=$(jq -r 'select(.bench == "single_msgs_per_s" and .stamp == "'"$STAMP"'") | .figure' "$RESULTS")
+		! want baseline || bench_baseline
+		! want open || bench_open 64 open_loop_70pct 10
+		! want open1024 || bench_open 1024 open_loop_1024_conns 50
+	fi
+	! want growth || bench_growth
+	! want handshakes || bench_handshakes
+	! want idle || bench_idle
 	echo >>"$SUMMARY"
 	echo "results: ${RESULTS#"$ROOT"/} (stamp $STAMP); $((SECONDS - t0)) s" >>"$SUMMARY"
 	[[ ! -f $DIR/profile.md ]] || cat "$DIR/profile.md" >>"$SUMMARY"

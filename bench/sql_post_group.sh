@@ -54,6 +54,7 @@ DELETE FROM wl w USING wl x WHERE w.type = 'reverse' AND x.type = 'reverse'
 UPDATE wl SET jws = 'eyJhbGciOiJFZERTQSJ9.' || md5(id) || repeat('x', 300) || '.' || md5(ord::text);
 CREATE TABLE wl2 AS SELECT row_number() OVER (ORDER BY ord)::int AS ord, partner, id, type,
 	member, points, rev, jws FROM wl ORDER BY ord;
+ALTER TABLE wl2 ADD PRIMARY KEY (ord);
 CREATE TABLE answers (ord int, outcome text, code text);
 CREATE PROCEDURE post_range(lo int, n int, k int) LANGUAGE plpgsql AS \$\$
 DECLARE i int := lo;
@@ -80,10 +81,17 @@ SQL
 TOTAL=$(psql -c "SELECT count(*) FROM wl2")
 T=$(psql <<SQL
 \\set ON_ERROR_STOP 1
+SELECT pg_backend_pid() AS pid \\gset
+\\if $([[ -n ${PTS_BENCH_PERF:-} ]] && echo true || echo false)
+\\setenv PTS_BACKEND_PID :pid
+\\! perf record -q -F 999 -g -o ${PTS_BENCH_PERF:-/dev/null} -p \$PTS_BACKEND_PID >/dev/null 2>&1 &
+\\! sleep 1
+\\endif
 CREATE TEMP TABLE t0 AS SELECT clock_timestamp() AS t;
 CALL post_range($MEMBERS + 1, $TOTAL - $MEMBERS, $GROUP);
 SELECT round(extract(epoch FROM clock_timestamp() - t) * 1e6 / ($TOTAL - $MEMBERS)) FROM t0;
 SQL
 )
+[[ -z ${PTS_BENCH_PERF:-} ]] || { pkill -INT -f "perf record -q -F 999 -g -o $PTS_BENCH_PERF" || true; sleep 2; }
 OUT=$(psql -c "SELECT json_object_agg(coalesce(code, outcome), n) FROM (SELECT outcome, code, count(*) n FROM answers WHERE ord > $MEMBERS GROUP BY 1, 2) s")
 echo "{\"bench\":\"sql_post_group\",\"group\":$GROUP,\"messages\":$((TOTAL - MEMBERS)),\"members\":$MEMBERS,\"us_per_message\":$T,\"outcomes\":$OUT}"

@@ -1,6 +1,7 @@
 /* cmd_reconcile.c - `pointsctl reconcile`: the trial balance per account
- * kind and every invariant of ledger.md §1, each checked by set-based SQL
- * (reconcile_*() in sql/004). Reads only, in one consistent snapshot. */
+ * kind, every invariant of ledger.md §1 and the references of the journal
+ * tables, each checked by set-based SQL (reconcile_*() in sql/004). Reads
+ * only, in one consistent snapshot. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,7 @@
 
 /* breaks printed per invariant; the rest are counted */
 #define RECONCILE_SHOW_MAX 20
-#define RECONCILE_N_INVARIANTS 5
+#define RECONCILE_N_INVARIANTS 6
 
 static const char reconcile_usage[] =
     "usage: pointsctl reconcile [--json]\n"
@@ -26,6 +27,9 @@ static const char reconcile_usage[] =
     "  4 issued - issue reversals = members + redeemed (net) + breakage\n"
     "  5 entries, transfers, lot moves, receipts are append-only (triggers\n"
     "    enabled, role pointsd without UPDATE, DELETE, TRUNCATE)\n"
+    "  6 every reference of entries, transfers, lots, lot moves, messages and\n"
+    "    receipts resolves (they declare no foreign keys); every message entry\n"
+    "    has its message, every message its receipt\n"
     "Exit status 0 when all hold; 1 with each break (which account or entry,\n"
     "expected, found, which entries) on stdout.\n";
 
@@ -35,6 +39,7 @@ static const char *const reconcile_names[RECONCILE_N_INVARIANTS] = {
 	"member balance = remaining points of its lots",
 	"issued - issue reversals = members + redeemed + breakage",
 	"journal tables append-only",
+	"every reference of the journal tables resolves",
 };
 
 static const char reconcile_sql_breaks[] =

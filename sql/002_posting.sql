@@ -493,11 +493,14 @@ $$;
 --             replies carry the balances of posting one by one);
 --   'redeem': a redeem that is its member's only live message in the group
 --             (so its balance, lots and answer depend on nothing else in
---             the group).
+--             the group);
+--   'reverse': the same for a reverse whose original is not in the group,
+--             is named by no other reverse of the group, and is not a
+--             redeem (restoring a redeem's lots stays in the loop).
 -- pre-error messages never change the ledger, so they do not count.
 CREATE FUNCTION post_group_sets(p_partner text[], p_id text[], p_jws text[], p_sha256 text[],
 	p_kid text[], p_pre_error text[], p_type text[], p_member text[], p_points bigint[],
-	p_reverses text[], OUT issues int[], OUT redeems int[])
+	p_reverses text[], OUT issues int[], OUT redeems int[], OUT reverses int[])
 LANGUAGE plpgsql STABLE
 SET plan_cache_mode = force_generic_plan
 AS $$
@@ -507,25 +510,33 @@ BEGIN
 		FROM unnest(p_partner, p_id, p_jws, p_sha256, p_kid, p_pre_error, p_type, p_member,
 			p_points, p_reverses) WITH ORDINALITY
 			AS x(partner, id, jws, sha, kid, pre, type, member, points, rev, o)),
-	r AS (SELECT DISTINCT partner, rev FROM u WHERE rev IS NOT NULL),
+	r AS (SELECT partner, rev, count(*) AS n FROM u WHERE rev IS NOT NULL GROUP BY 1, 2),
+	ids AS (SELECT DISTINCT partner, id FROM u WHERE id IS NOT NULL),
 	c AS (
 		SELECT u.o, u.member, u.pre, u.type,
-			(u.pre IS NULL AND u.type IN ('issue', 'redeem') AND u.first = 1
+			(u.pre IS NULL AND u.first = 1
 			 AND u.partner IS NOT NULL AND u.id IS NOT NULL AND u.member IS NOT NULL
-			 AND u.jws IS NOT NULL AND u.sha IS NOT NULL AND u.kid IS NOT NULL AND u.rev IS NULL
+			 AND u.jws IS NOT NULL AND u.sha IS NOT NULL AND u.kid IS NOT NULL
 			 AND u.points BETWEEN 1 AND 1000000000
-			 AND r.partner IS NULL AND m.msg_id IS NULL) AS ok
+			 AND r.partner IS NULL AND m.msg_id IS NULL
+			 AND ((u.type IN ('issue', 'redeem') AND u.rev IS NULL)
+			   OR (u.type = 'reverse' AND u.rev IS NOT NULL AND rr.n = 1
+			       AND NOT EXISTS (SELECT 1 FROM ids WHERE ids.partner = u.partner AND ids.id = u.rev)
+			       AND om.type IS DISTINCT FROM 'redeem'))) AS ok
 		FROM u
 		LEFT JOIN r ON r.partner = u.partner AND r.rev = u.id
-		LEFT JOIN messages m ON m.partner_id = u.partner AND m.msg_id = u.id),
+		LEFT JOIN r rr ON rr.partner = u.partner AND rr.rev = u.rev
+		LEFT JOIN messages m ON m.partner_id = u.partner AND m.msg_id = u.id
+		LEFT JOIN messages om ON om.partner_id = u.partner AND om.msg_id = u.rev),
 	w AS (SELECT c.o, c.ok, c.type,
 			bool_and((c.ok AND c.type = 'issue') OR c.pre IS NOT NULL)
 				OVER (PARTITION BY c.member) AS all_issues,
 			count(*) FILTER (WHERE c.pre IS NULL) OVER (PARTITION BY c.member) AS live
 		FROM c)
 	SELECT array_agg(w.o::int ORDER BY w.o) FILTER (WHERE w.ok AND w.type = 'issue' AND w.all_issues),
-		array_agg(w.o::int ORDER BY w.o) FILTER (WHERE w.ok AND w.type = 'redeem' AND w.live = 1)
-	INTO issues, redeems FROM w;
+		array_agg(w.o::int ORDER BY w.o) FILTER (WHERE w.ok AND w.type = 'redeem' AND w.live = 1),
+		array_agg(w.o::int ORDER BY w.o) FILTER (WHERE w.ok AND w.type = 'reverse' AND w.live = 1)
+	INTO issues, redeems, reverses FROM w;
 END
 $$;
 
@@ -547,7 +558,8 @@ $$;
 -- and that id is then answered from the stored row).
 CREATE FUNCTION post_set_messages(p_ord int[], p_entry bigint[], p_balance bigint[],
 	p_type text, p_at timestamptz, p_period text, p_partner text[], p_id text[], p_jws text[],
-	p_sha256 text[], p_kid text[], p_member text[], p_points bigint[]) RETURNS void
+	p_sha256 text[], p_kid text[], p_member text[], p_points bigint[], p_reverses text[])
+RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
 	v_rows int;
@@ -555,7 +567,7 @@ BEGIN
 	INSERT INTO messages (partner_id, msg_id, entry_id, jws, sha256, kid, type, member,
 		points, reverses, balance, accepted_at, period)
 	SELECT p_partner[x.o], p_id[x.o], x.e, p_jws[x.o], p_sha256[x.o], p_kid[x.o], p_type,
-		p_member[x.o], p_points[x.o], NULL, x.b, p_at, p_period
+		p_member[x.o], p_points[x.o], p_reverses[x.o], x.b, p_at, p_period
 	FROM unnest(p_ord, p_entry, p_balance) AS x(o, e, b)
 	ON CONFLICT (partner_id, msg_id) DO NOTHING;
 	GET DIAGNOSTICS v_rows = ROW_COUNT;
@@ -605,7 +617,7 @@ BEGIN
 		RAISE EXCEPTION 'assert: % issues of the set have no member account', v_n;
 	END IF;
 	PERFORM post_set_messages(p_ord, v_entry, v_bal, 'issue', v_at, v_pl, p_partner, p_id,
-		p_jws, p_sha256, p_kid, p_member, p_points);
+		p_jws, p_sha256, p_kid, p_member, p_points, NULL);
 	INSERT INTO entries (id, kind, accepted_at, period, partner_id, msg_id, type, member,
 		points, issue_price_micros)
 	SELECT x.e, 'message', v_at, v_pl, p_partner[x.o], p_id[x.o], 'issue', p_member[x.o],
@@ -666,6 +678,11 @@ DECLARE
 	v_acct  bigint[];
 	v_bal   bigint[];
 	v_entry bigint[];
+	v_me    bigint[];
+	v_ms    int[];
+	v_ml    bigint[];
+	v_mt    bigint[];
+	v_mp    text[];
 	v_n     int;
 	v_rows  int;
 BEGIN
@@ -695,7 +712,7 @@ BEGIN
 	SELECT array_agg(nextval('entries_id_seq') ORDER BY s.k) INTO v_entry
 	FROM unnest(v_ord) WITH ORDINALITY AS s(o, k);
 	PERFORM post_set_messages(v_ord, v_entry, v_bal, 'redeem', v_at, v_pl, p_partner, p_id,
-		p_jws, p_sha256, p_kid, p_member, p_points);
+		p_jws, p_sha256, p_kid, p_member, p_points, NULL);
 	INSERT INTO entries (id, kind, accepted_at, period, partner_id, msg_id, type, member,
 		points, redeem_price_micros)
 	SELECT x.e, 'message', v_at, v_pl, p_partner[x.o], p_id[x.o], 'redeem', p_member[x.o],
@@ -731,13 +748,19 @@ BEGIN
 			FROM lots l WHERE l.member = p_member[w.o] AND l.remaining > 0 AND l.expires_at > v_at
 			  AND (l.expires_at, l.entry_id) > (w.expires_at, w.entry_id)
 			ORDER BY l.expires_at, l.entry_id LIMIT 1) n
-		WHERE w.cum < p_points[w.o]),
-	u AS (UPDATE lots SET remaining = lots.remaining - walk.take FROM walk WHERE lots.id = walk.id)
+		WHERE w.cum < p_points[w.o])
+	SELECT array_agg(walk.e ORDER BY walk.e, walk.seq), array_agg(walk.seq ORDER BY walk.e, walk.seq),
+		array_agg(walk.id ORDER BY walk.e, walk.seq), array_agg(walk.take ORDER BY walk.e, walk.seq),
+		array_agg(walk.partner_id ORDER BY walk.e, walk.seq)
+	INTO v_me, v_ms, v_ml, v_mt, v_mp FROM walk;
+	-- (from arrays: a join with the walk's CTE would be planned as a scan of all lots)
+	UPDATE lots SET remaining = lots.remaining - x.t
+	FROM unnest(v_ml, v_mt) AS x(l, t) WHERE lots.id = x.l;
 	INSERT INTO lot_moves (entry_id, seq, lot_id, points, fee_micros)
-	SELECT walk.e, walk.seq, walk.id, -walk.take,
-		(SELECT c.clearing_fee_micros FROM rate_cards c WHERE c.partner_id = walk.partner_id
+	SELECT x.e, x.s, x.l, -x.t,
+		(SELECT c.clearing_fee_micros FROM rate_cards c WHERE c.partner_id = x.p
 		  AND c.effective_from <= v_at ORDER BY c.effective_from DESC LIMIT 1)
-	FROM walk;
+	FROM unnest(v_me, v_ms, v_ml, v_mt, v_mp) AS x(e, s, l, t, p);
 	-- every redeem covered exactly (the balance check above guarantees it)
 	IF EXISTS (SELECT 1 FROM unnest(v_ord, v_entry) AS x(o, e)
 		LEFT JOIN (SELECT m.entry_id, sum(m.points) AS s FROM lot_moves m
@@ -745,6 +768,100 @@ BEGIN
 		WHERE t.s IS DISTINCT FROM -p_points[x.o]) THEN
 		RAISE EXCEPTION 'assert: a redeem of the set is not covered by its lots';
 	END IF;
+	RETURN QUERY SELECT x.o, NULL::text, x.e, x.b,
+		to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), v_pl
+	FROM unnest(v_ord, v_entry, v_bal) AS x(o, e, b);
+END
+$$;
+
+-- The 'reverse' set of a group (post_group_sets): reversals of issues,
+-- each its member's only message in the group, judged in the order of
+-- post_judge (unknown_original, invalid_message, unknown_member,
+-- over_reversal, insufficient_points when the issue's own lot lacks the
+-- points or has expired) on the state before the group, then written with
+-- one statement per table: the lot loses the points, the original records
+-- them as reversed.
+CREATE FUNCTION post_reverse_set(p_ord int[], p_partner text[], p_id text[], p_jws text[],
+	p_sha256 text[], p_kid text[], p_member text[], p_points bigint[], p_reverses text[])
+RETURNS TABLE (s_ord int, s_code text, s_entry bigint, s_balance bigint, s_accepted_at text,
+	s_period text)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	v_at    timestamptz;
+	v_pl    text;
+	v_ord   int[];
+	v_acct  bigint[];
+	v_bal   bigint[];
+	v_orig  bigint[];
+	v_code  text[];
+	v_entry bigint[];
+	v_n     int;
+	v_rows  int;
+BEGIN
+	IF coalesce(array_length(p_ord, 1), 0) = 0 THEN
+		RETURN;
+	END IF;
+	v_at := clock_timestamp();
+	SELECT array_agg(s.o ORDER BY s.o), array_agg(CASE
+			WHEN om.msg_id IS NULL THEN 'unknown_original'
+			WHEN om.type = 'reverse' OR om.member <> p_member[s.o] THEN 'invalid_message'
+			WHEN a.known IS NOT TRUE THEN 'unknown_member'
+			WHEN p_points[s.o] > om.points - om.reversed_points THEN 'over_reversal'
+			WHEN l.remaining IS NULL OR l.remaining < p_points[s.o] OR l.expires_at <= v_at
+				THEN 'insufficient_points' END ORDER BY s.o),
+		array_agg(a.acct ORDER BY s.o), array_agg(a.avail - p_points[s.o] ORDER BY s.o),
+		array_agg(om.entry_id ORDER BY s.o)
+	INTO v_ord, v_code, v_acct, v_bal, v_orig
+	FROM unnest(p_ord) s(o)
+	LEFT JOIN messages om ON om.partner_id = p_partner[s.o] AND om.msg_id = p_reverses[s.o]
+	LEFT JOIN post_set_members(p_ord, p_member, v_at) a ON a.member = p_member[s.o]
+	LEFT JOIN lots l ON l.entry_id = om.entry_id;
+	-- the refused ones are answered and leave no trace
+	RETURN QUERY SELECT x.o, x.c, NULL::bigint, NULL::bigint, NULL::text, NULL::text
+	FROM unnest(v_ord, v_code) AS x(o, c) WHERE x.c IS NOT NULL;
+	SELECT array_agg(x.o ORDER BY x.o), array_agg(x.a ORDER BY x.o),
+		array_agg(x.b ORDER BY x.o), array_agg(x.r ORDER BY x.o)
+	INTO v_ord, v_acct, v_bal, v_orig
+	FROM unnest(v_ord, v_code, v_acct, v_bal, v_orig) AS x(o, c, a, b, r) WHERE x.c IS NULL;
+	v_n := coalesce(array_length(v_ord, 1), 0);
+	IF v_n = 0 THEN
+		RETURN;
+	END IF;
+	v_pl := (SELECT pr.label FROM period_row_for(v_at) pr);
+	SELECT array_agg(nextval('entries_id_seq') ORDER BY s.k) INTO v_entry
+	FROM unnest(v_ord) WITH ORDINALITY AS s(o, k);
+	PERFORM post_set_messages(v_ord, v_entry, v_bal, 'reverse', v_at, v_pl, p_partner, p_id,
+		p_jws, p_sha256, p_kid, p_member, p_points, p_reverses);
+	INSERT INTO entries (id, kind, accepted_at, period, partner_id, msg_id, type, member,
+		points, reverses_entry, issue_price_micros, redeem_price_micros)
+	SELECT x.e, 'message', v_at, v_pl, p_partner[x.o], p_id[x.o], 'reverse', p_member[x.o],
+		p_points[x.o], x.r, o.issue_price_micros, o.redeem_price_micros
+	FROM unnest(v_ord, v_entry, v_orig) AS x(o, e, r) JOIN entries o ON o.id = x.r;
+	INSERT INTO transfers (entry_id, debit_account, credit_account, points)
+	SELECT x.e, x.a, ia.id, p_points[x.o]
+	FROM unnest(v_ord, v_entry, v_acct) AS x(o, e, a)
+	JOIN accounts ia ON ia.name = 'issued:' || p_partner[x.o]
+	ORDER BY x.e;
+	GET DIAGNOSTICS v_rows = ROW_COUNT;
+	IF v_rows <> v_n THEN
+		RAISE EXCEPTION 'assert: % transfers for % reversals', v_rows, v_n;
+	END IF;
+	UPDATE accounts a SET debits_posted = a.debits_posted + p_points[x.o]
+	FROM unnest(v_ord, v_acct) AS x(o, a) WHERE a.id = x.a;
+	WITH l AS (
+		UPDATE lots l SET remaining = l.remaining - p_points[x.o]
+		FROM unnest(v_ord, v_entry, v_orig) AS x(o, e, r) WHERE l.entry_id = x.r
+		RETURNING x.e, l.id, p_points[x.o] AS pts)
+	INSERT INTO lot_moves (entry_id, seq, lot_id, points)
+	SELECT l.e, 1, l.id, -l.pts FROM l;
+	GET DIAGNOSTICS v_rows = ROW_COUNT;
+	IF v_rows <> v_n THEN
+		RAISE EXCEPTION 'assert: % lot moves for % reversals', v_rows, v_n;
+	END IF;
+	UPDATE messages m SET reversed_points = m.reversed_points + p_points[x.o]
+	FROM unnest(v_ord, v_orig) AS x(o, r) WHERE m.entry_id = x.r;
 	RETURN QUERY SELECT x.o, NULL::text, x.e, x.b,
 		to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), v_pl
 	FROM unnest(v_ord, v_entry, v_bal) AS x(o, e, b);
@@ -767,6 +884,12 @@ RETURNS TABLE (ord int, outcome text, code text, entry bigint, balance bigint,
 	accepted_at text, period text, receipt text)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
+-- every statement of the posting path reads or writes a few rows per
+-- message of a table through an index; a plan made while the ledger was
+-- nearly empty (a seq scan hashed into a join) must not stay cached as the
+-- tables grow (hash joins of the group's own arrays stay allowed)
+SET enable_seqscan = off
+SET enable_bitmapscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -799,7 +922,9 @@ BEGIN
 		FOR v_s IN SELECT * FROM post_issue_set(v_sets.issues, p_partner, p_id, p_jws,
 				p_sha256, p_kid, p_member, p_points)
 			UNION ALL SELECT * FROM post_redeem_set(v_sets.redeems, p_partner, p_id, p_jws,
-				p_sha256, p_kid, p_member, p_points) LOOP
+				p_sha256, p_kid, p_member, p_points)
+			UNION ALL SELECT * FROM post_reverse_set(v_sets.reverses, p_partner, p_id, p_jws,
+				p_sha256, p_kid, p_member, p_points, p_reverses) LOOP
 			v_done[v_s.s_ord] := true;
 			ord := v_s.s_ord; code := v_s.s_code; entry := v_s.s_entry;
 			outcome := CASE WHEN v_s.s_code IS NULL THEN 'posted' ELSE 'rejected' END;
@@ -953,9 +1078,10 @@ GRANT EXECUTE ON FUNCTION
 	post_group_sets(text[], text[], text[], text[], text[], text[], text[], text[], bigint[], text[]),
 	post_set_members(int[], text[], timestamptz),
 	post_set_messages(int[], bigint[], bigint[], text, timestamptz, text, text[], text[], text[],
-		text[], text[], text[], bigint[]),
+		text[], text[], text[], bigint[], text[]),
 	post_issue_set(int[], text[], text[], text[], text[], text[], text[], bigint[]),
 	post_redeem_set(int[], text[], text[], text[], text[], text[], text[], bigint[]),
+	post_reverse_set(int[], text[], text[], text[], text[], text[], text[], bigint[], text[]),
 	post_group(text[], text[], text[], text[], text[], text[], text[], text[], bigint[], text[]),
 	member_summary(text), message_reply(text, text)
 TO pointsd;

@@ -35,6 +35,7 @@ SELECT 'q' || i, 5000 + floor(random() * 20000)::int, 4000 + floor(random() * 15
 	floor(random() * 3000)::int, now() - interval '1 day' FROM generate_series(1, 8) i;
 INSERT INTO periods (label, cycle, timezone, starts_at, ends_at)
 VALUES ('prop', 'daily', 'UTC', now() - interval '1 second', now() + interval '1 hour');
+INSERT INTO receipt_keys (kid, public_pem) VALUES ('test-kid', 'none');
 DO \$\$
 DECLARE
 	i int; p text; t text; m text; n bigint; rev text; r record;
@@ -57,9 +58,12 @@ BEGIN
 			t := 'reverse'; m := r.member; rev := r.msg_id;
 			n := 1 + floor(random() * r.left)::bigint;
 		END IF;
-		PERFORM post_group(ARRAY[p], ARRAY['m' || i], ARRAY['jws-' || i],
+		-- pointsd writes the receipt of each posted message in the same transaction
+		INSERT INTO receipts
+		SELECT g.entry, 'test-kid', 'receipt.m' || i
+		FROM post_group(ARRAY[p], ARRAY['m' || i], ARRAY['jws-' || i],
 			ARRAY[repeat('0', 64)], ARRAY['k'], ARRAY[NULL::text], ARRAY[t], ARRAY[m],
-			ARRAY[n], ARRAY[rev]);
+			ARRAY[n], ARRAY[rev]) g WHERE g.outcome = 'posted';
 	END LOOP;
 END
 \$\$;
