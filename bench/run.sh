@@ -133,7 +133,7 @@ PERF_PIDS=()
 profile_start() {
 	local wpid
 	[[ ${BENCH_PERF:-0} == 1 ]] || return 0
-	wpid=$(psql_q "SELECT pid FROM pg_stat_activity WHERE application_name = 'pointsd-writer'")
+	wpid=$(psql_q "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pointsd-writer%' ORDER BY pid LIMIT 1")
 	(sleep 2 && perf record -e cpu-clock -F 499 -g -p "$PD_PID" -o "$DIR/perf.pointsd" -- sleep 5 >/dev/null 2>&1) &
 	PERF_PIDS+=($!)
 	if [[ -n $wpid ]]; then

@@ -10,6 +10,7 @@ struct dbconn {
 	const char *name;         /* application_name suffix, for pg_stat_activity */
 	long long last_fail_us;
 	long long reconnects;
+	long long replanned_us;   /* last DISCARD PLANS (ledger.c) */
 };
 
 /* a live connection, or NULL while the database is unreachable */

@@ -1,6 +1,8 @@
 /* ledger.c - one group-commit transaction: BEGIN, the shared period lock,
- * post_group() over arrays (one round trip for the whole group), receipts
- * signed and inserted, COMMIT. Replies are the caller's, after this returns.
+ * post_group() over arrays, receipts signed and inserted, COMMIT; in libpq
+ * pipeline mode, two round trips per group, in three phases so that the
+ * writer can overlap one group's COMMIT with the next group's posting on a
+ * second connection. Replies are the caller's, after the COMMIT is read.
  * Never leaves a transaction open and never answers an unknown outcome. */
 #include <stdlib.h>
 #include <string.h>
@@ -21,23 +23,12 @@ enum { P_PARTNER, P_ID, P_JWS, P_SHA, P_KID, P_PRE, P_TYPE, P_MEMBER, P_POINTS,
 /* a generous bound on the database time of one message in a group (about
  * 1 ms is measured on a 2-core machine, docs/performance.md) */
 #define LEDGER_MS_PER_MESSAGE 5
-
-static int
-ledger_exec(PGconn *pg, const char *sql, char *sqlstate)
-{
-	PGresult *res = PQexec(pg, sql);
-	int ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
-
-	if (!ok) {
-		const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-		char e[512];
-		snprintf(sqlstate, 6, "%s", st != NULL ? st : "");
-		log_event(LOG_WARN, "db_statement_failed", "\"sql\":%s,\"error\":%s",
-		    log_json_str(e, 64, sql), log_json_str(e + 64, sizeof(e) - 64, PQerrorMessage(pg)));
-	}
-	PQclear(res);
-	return ok ? C_OK : C_ERR;
-}
+/* PL/pgSQL caches a plan per statement for the life of the connection; one
+ * made when the ledger was small (a hash join over a whole table) would stay
+ * as the tables grow, until an ANALYZE every 10% of growth invalidates it.
+ * The writer's connections drop their plans this often, so that the plans
+ * follow the ledger's size (a re-plan of post_group costs a few ms). */
+#define LEDGER_REPLAN_US (10 * 1000000LL)
 
 static void
 ledger_build_params(struct pgarray *a, struct post_item **items, size_t m)
@@ -147,111 +138,276 @@ ledger_sign_receipts(struct post_item **items, size_t m, struct pgarray *ids,
 	return k;
 }
 
-static int
-ledger_try_group(PGconn *pg, struct post_item **items, size_t m, char *sqlstate)
+/* read one query's results in pipeline mode (the result, then NULL); the
+ * last non-NULL result is returned, or NULL with sqlstate set on an error */
+static PGresult *
+ledger_pipeline_result(PGconn *pg, ExecStatusType want, char *sqlstate)
 {
-	struct pgarray a[P_COUNT], ids, kids, rcpts;
+	PGresult *res, *last = NULL;
+
+	while ((res = PQgetResult(pg)) != NULL) {
+		PQclear(last);
+		last = res;
+	}
+	if (last == NULL || PQresultStatus(last) != want) {
+		const char *st = last != NULL ? PQresultErrorField(last, PG_DIAG_SQLSTATE) : NULL;
+		char e[512];
+		if (sqlstate[0] == '\0')
+			snprintf(sqlstate, 6, "%s", st != NULL ? st : "");
+		if (last == NULL || PQresultStatus(last) != PGRES_PIPELINE_ABORTED)
+			log_event(LOG_WARN, "post_group_failed", "\"error\":%s",
+			    log_json_str(e, sizeof(e), PQerrorMessage(pg)));
+		PQclear(last);
+		return NULL;
+	}
+	return last;
+}
+
+static int
+ledger_pipeline_result_ok(PGconn *pg, ExecStatusType want, char *sqlstate)
+{
+	PGresult *res = ledger_pipeline_result(pg, want, sqlstate);
+
+	PQclear(res);
+	return res != NULL;
+}
+
+/* consume up to and including the pipeline's sync point */
+static int
+ledger_pipeline_sync(PGconn *pg)
+{
+	for (;;) {
+		PGresult *res = PQgetResult(pg);
+		ExecStatusType st;
+
+		if (res == NULL) {
+			if (PQstatus(pg) != CONNECTION_OK)
+				return C_ERR;
+			continue;
+		}
+		st = PQresultStatus(res);
+		PQclear(res);
+		if (st == PGRES_PIPELINE_SYNC)
+			return C_OK;
+		if (st == PGRES_FATAL_ERROR && PQstatus(pg) != CONNECTION_OK)
+			return C_ERR;
+	}
+}
+
+/* leave the connection idle and out of pipeline mode, the transaction
+ * rolled back, whatever state an error left it in */
+static void
+ledger_group_abort(struct ledger_group *g)
+{
+	PGconn *pg = g->dc->pg;
+
+	if (pg != NULL && PQstatus(pg) == CONNECTION_OK) {
+		if (PQpipelineStatus(pg) != PQ_PIPELINE_OFF) {
+			if (g->pending_syncs > 0 && ledger_pipeline_sync(pg) != C_OK)
+				goto lost;
+			if (PQexitPipelineMode(pg) != 1)
+				goto lost;
+		}
+		if (PQtransactionStatus(pg) != PQTRANS_IDLE)
+			PQclear(PQexec(pg, "ROLLBACK"));
+	}
+	g->pending_syncs = 0;
+	dbconn_check(g->dc);
+	return;
+lost:
+	g->pending_syncs = 0;
+	dbconn_close(g->dc);
+}
+
+void
+ledger_group_init(struct ledger_group *g, struct dbconn *dc, struct job **jobs, size_t n)
+{
+	size_t total = 0;
+
+	memset(g, 0, sizeof(*g));
+	g->dc = dc;
+	for (size_t j = 0; j < n; j++)
+		total += jobs[j]->nitems;
+	g->items = calloc(total + 1, sizeof(*g->items));
+	PTS_ASSERT(g->items != NULL);
+	for (size_t j = 0; j < n; j++)
+		for (size_t i = 0; i < jobs[j]->nitems; i++)
+			if (!jobs[j]->items[i].terminal)
+				g->items[g->m++] = &jobs[j]->items[i];
+}
+
+void
+ledger_group_free(struct ledger_group *g)
+{
+	free(g->items);
+	g->items = NULL;
+}
+
+/* phase 1, one round trip: BEGIN, the group's statement timeout and
+ * post_group() are sent in one pipeline; nothing is read yet */
+int
+ledger_group_send(struct ledger_group *g, char *sqlstate)
+{
+	struct pgarray a[P_COUNT];
 	const char *vals[P_COUNT];
 	char timeout_sql[80];
-	PGresult *res = NULL;
+	PGconn *pg = dbconn_get(g->dc);
 	int rc = C_ERR;
 
-	ledger_build_params(a, items, m);
+	sqlstate[0] = '\0';
+	if (pg == NULL)
+		return C_ERR;
+	for (size_t i = 0; i < g->m; i++) {
+		free(g->items[i]->receipt);
+		g->items[i]->receipt = NULL;
+	}
+	g->t0_us = now_us();
+	if (g->t0_us - g->dc->replanned_us > LEDGER_REPLAN_US) {
+		PQclear(PQexec(pg, "DISCARD PLANS"));
+		g->dc->replanned_us = g->t0_us;
+	}
+	ledger_build_params(a, g->items, g->m);
 	for (int p = 0; p < P_COUNT; p++)
 		vals[p] = pgarray_finish(&a[p]);
-	pgarray_init(&ids);
-	pgarray_init(&kids);
-	pgarray_init(&rcpts);
 	/* db_timeout_ms bounds the wait for the database; the work of a large
 	 * group (a 10,000-line batch) is allowed its own time on top */
 	snprintf(timeout_sql, sizeof(timeout_sql), "SET LOCAL statement_timeout = %lld",
-	    g_server.conf.db_timeout_ms + (long long)m * LEDGER_MS_PER_MESSAGE);
-	if (ledger_exec(pg, "BEGIN", sqlstate) != C_OK ||
-	    ledger_exec(pg, timeout_sql, sqlstate) != C_OK ||
-	    ledger_exec(pg, "SELECT post_lock()", sqlstate) != C_OK)
-		goto out;
-	res = PQexecParams(pg,
+	    g_server.conf.db_timeout_ms + (long long)g->m * LEDGER_MS_PER_MESSAGE);
+	if (PQenterPipelineMode(pg) != 1 ||
+	    PQsendQueryParams(pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+	    PQsendQueryParams(pg, timeout_sql, 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+	    PQsendQueryParams(pg,
 	    "SELECT ord, outcome, code, entry, balance, accepted_at, period, receipt "
 	    "FROM post_group($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
 	    "$6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[])",
-	    P_COUNT, NULL, vals, NULL, NULL, 0);
-	if (ledger_read_results(res, items, m) != C_OK) {
-		const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	    P_COUNT, NULL, vals, NULL, NULL, 0) != 1 ||
+	    PQpipelineSync(pg) != 1) {
 		char e[512];
-		snprintf(sqlstate, 6, "%s", st != NULL ? st : "");
 		log_event(LOG_WARN, "post_group_failed", "\"error\":%s",
 		    log_json_str(e, sizeof(e), PQerrorMessage(pg)));
+		ledger_group_abort(g);
 		goto out;
 	}
-	if (ledger_sign_receipts(items, m, &ids, &kids, &rcpts) > 0) {
-		const char *rv[3] = { pgarray_finish(&ids), pgarray_finish(&kids),
-		    pgarray_finish(&rcpts) };
-		PQclear(res);
-		res = PQexecParams(pg,
-		    "INSERT INTO receipts (entry_id, kid, receipt) "
-		    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])",
-		    3, NULL, rv, NULL, NULL, 0);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-			snprintf(sqlstate, 6, "%s", st != NULL ? st : "");
-			goto out;
-		}
-	}
-	rc = ledger_exec(pg, "COMMIT", sqlstate);
+	g->pending_syncs = 1;
+	rc = C_OK;
 out:
-	PQclear(res);
-	if (rc != C_OK && PQstatus(pg) == CONNECTION_OK &&
-	    PQtransactionStatus(pg) != PQTRANS_IDLE)
-		PQclear(PQexec(pg, "ROLLBACK"));
 	for (int p = 0; p < P_COUNT; p++)
 		pgarray_free(&a[p]);
+	return rc;
+}
+
+/* phase 2: read post_group()'s rows, sign the receipts, send their INSERT
+ * and COMMIT in one pipeline; the group's locks are held from here until
+ * ledger_group_commit() reads the COMMIT */
+int
+ledger_group_post(struct ledger_group *g, char *sqlstate)
+{
+	PGconn *pg = g->dc->pg;
+	struct pgarray ids, kids, rcpts;
+	PGresult *res = NULL;
+	int rc = C_ERR;
+
+	sqlstate[0] = '\0';
+	pgarray_init(&ids);
+	pgarray_init(&kids);
+	pgarray_init(&rcpts);
+	if (pg == NULL)
+		goto out;
+	PQclear(ledger_pipeline_result(pg, PGRES_COMMAND_OK, sqlstate));
+	PQclear(ledger_pipeline_result(pg, PGRES_COMMAND_OK, sqlstate));
+	res = ledger_pipeline_result(pg, PGRES_TUPLES_OK, sqlstate);
+	if (ledger_pipeline_sync(pg) != C_OK) {
+		dbconn_close(g->dc);
+		goto out;
+	}
+	g->pending_syncs = 0;
+	if (res == NULL || ledger_read_results(res, g->items, g->m) != C_OK)
+		goto fail;
+	if (ledger_sign_receipts(g->items, g->m, &ids, &kids, &rcpts) > 0) {
+		const char *rv[3] = { pgarray_finish(&ids), pgarray_finish(&kids),
+		    pgarray_finish(&rcpts) };
+		if (PQsendQueryParams(pg, "INSERT INTO receipts (entry_id, kid, receipt) "
+		    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])",
+		    3, NULL, rv, NULL, NULL, 0) != 1)
+			goto fail;
+		g->receipts_sent = 1;
+	}
+	if (PQsendQueryParams(pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+	    PQpipelineSync(pg) != 1)
+		goto fail;
+	g->pending_syncs = 1;
+	rc = C_OK;
+	goto out;
+fail:
+	ledger_group_abort(g);
+out:
+	PQclear(res);
 	pgarray_free(&ids);
 	pgarray_free(&kids);
 	pgarray_free(&rcpts);
 	return rc;
 }
 
+/* phase 3: the COMMIT's outcome. C_OK: durable, every item has its result */
+int
+ledger_group_commit(struct ledger_group *g, char *sqlstate)
+{
+	PGconn *pg = g->dc->pg;
+	int ok = 1;
+
+	sqlstate[0] = '\0';
+	if (pg == NULL)
+		return C_ERR;
+	if (g->receipts_sent)
+		ok = ledger_pipeline_result_ok(pg, PGRES_COMMAND_OK, sqlstate);
+	ok = ledger_pipeline_result_ok(pg, PGRES_COMMAND_OK, sqlstate) && ok;
+	if (ledger_pipeline_sync(pg) != C_OK) {
+		dbconn_close(g->dc);
+		return C_ERR;
+	}
+	g->pending_syncs = 0;
+	g->receipts_sent = 0;
+	if (!ok || PQexitPipelineMode(pg) != 1) {
+		ledger_group_abort(g);
+		return C_ERR;
+	}
+	metrics_observe_group(g->m, now_us() - g->t0_us);
+	return C_OK;
+}
+
+/* the three phases back to back, retried on a deadlock or serialization
+ * failure (another instance posting the same id or member) */
 int
 ledger_post_group(struct dbconn *dc, struct job **jobs, size_t n)
 {
-	struct post_item **items;
-	size_t m = 0, total = 0;
+	struct ledger_group g;
 	int rc = C_ERR;
 
-	for (size_t j = 0; j < n; j++)
-		total += jobs[j]->nitems;
-	items = calloc(total + 1, sizeof(*items));
-	PTS_ASSERT(items != NULL);
-	for (size_t j = 0; j < n; j++)
-		for (size_t i = 0; i < jobs[j]->nitems; i++)
-			if (!jobs[j]->items[i].terminal)
-				items[m++] = &jobs[j]->items[i];
-	if (m == 0) {
+	ledger_group_init(&g, dc, jobs, n);
+	if (g.m == 0) {
 		rc = C_OK;
 		goto out;
 	}
 	for (int attempt = 0; attempt < LEDGER_RETRIES; attempt++) {
-		PGconn *pg = dbconn_get(dc);
 		char sqlstate[6] = "";
 
-		if (pg == NULL)
-			break;
-		for (size_t i = 0; i < m; i++) {
-			free(items[i]->receipt);
-			items[i]->receipt = NULL;
-		}
-		long long t0 = now_us();
-		rc = ledger_try_group(pg, items, m, sqlstate);
+		rc = ledger_group_send(&g, sqlstate);
 		if (rc == C_OK)
-			metrics_observe_group(m, now_us() - t0);
-		dbconn_check(dc);
-		/* only a deadlock or serialization failure is worth a retry here */
-		if (rc == C_OK || (strcmp(sqlstate, "40P01") != 0 && strcmp(sqlstate, "40001") != 0))
+			rc = ledger_group_post(&g, sqlstate);
+		if (rc == C_OK)
+			rc = ledger_group_commit(&g, sqlstate);
+		if (rc == C_OK || !ledger_retryable(sqlstate))
 			break;
 	}
 out:
-	free(items);
+	ledger_group_free(&g);
 	return rc;
+}
+
+int
+ledger_retryable(const char *sqlstate)
+{
+	return strcmp(sqlstate, "40P01") == 0 || strcmp(sqlstate, "40001") == 0;
 }
 
 int

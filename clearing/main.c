@@ -21,7 +21,7 @@
 #define DRAIN_MAX_MS 30000
 
 struct server g_server;
-static struct dbconn writer_dc = { .name = "writer" };
+static struct dbconn writer_dc[2] = { { .name = "writer-a" }, { .name = "writer-b" } };
 static struct dbconn reader_dc = { .name = "reader" };
 static struct dbconn control_dc = { .name = "control" };
 
@@ -220,7 +220,7 @@ main(int argc, char **argv)
 	jobq_init(&s->writeq, (size_t)s->conf.queue_max_messages);
 	jobq_init(&s->readq, (size_t)s->conf.queue_max_messages);
 	if (startup_workers(s) != C_OK ||
-	    pthread_create(&s->writer_thread, NULL, writer_main, &writer_dc) != 0 ||
+	    pthread_create(&s->writer_thread, NULL, writer_main, writer_dc) != 0 ||
 	    pthread_create(&s->reader_thread, NULL, reader_main, &reader_dc) != 0 ||
 	    pthread_create(&s->control_thread, NULL, control_main, &control_dc) != 0)
 		return 1;

@@ -95,16 +95,17 @@ job_free(struct job *j)
 }
 
 /* take the next group: one batch job alone, or single messages up to
- * commit_max_messages, waiting at most commit_window_us after the first */
+ * commit_max_messages, waiting at most commit_window_us after the first;
+ * with wait 0 (a group is committing meanwhile) only what is queued */
 static size_t
-writer_take_group(struct job_queue *q, struct job **group, size_t cap)
+writer_take_group(struct job_queue *q, struct job **group, size_t cap, int wait)
 {
 	size_t n = 0, nmsg = 0;
 	struct timespec deadline;
-	long long window_us = g_server.conf.commit_window_us;
+	long long window_us = wait ? g_server.conf.commit_window_us : 0;
 
 	pthread_mutex_lock(&q->mu);
-	while (q->head == NULL && !q->stopping)
+	while (wait && q->head == NULL && !q->stopping)
 		pthread_cond_wait(&q->cv, &q->mu);
 	if (q->head == NULL)
 		goto out;
@@ -149,31 +150,114 @@ writer_deliver(struct job **group, size_t n, int failed)
 	}
 }
 
+/* one group through the writer: its jobs and its transaction */
+struct writer_slot {
+	struct job **group;
+	size_t n;
+	struct ledger_group lg;
+	int committing;           /* COMMIT sent, outcome not yet read */
+};
+
+/* a group that failed as a whole: its jobs again one by one, so that one bad
+ * message cannot fail the others (a lone job's failure is its answer) */
+static void
+writer_fail(struct writer_slot *w, struct dbconn *dc)
+{
+	ledger_group_free(&w->lg);
+	if (w->n == 1) {
+		writer_deliver(w->group, 1, 1);
+		return;
+	}
+	for (size_t i = 0; i < w->n; i++)
+		writer_deliver(&w->group[i], 1, ledger_post_group(dc, &w->group[i], 1) != C_OK);
+}
+
+/* read the COMMIT of a slot's group and answer its jobs */
+static void
+writer_finish(struct writer_slot *w)
+{
+	char sqlstate[6];
+
+	if (!w->committing)
+		return;
+	w->committing = 0;
+	if (ledger_group_commit(&w->lg, sqlstate) != C_OK) {
+		writer_fail(w, w->lg.dc);
+		return;
+	}
+	ledger_group_free(&w->lg);
+	writer_deliver(w->group, w->n, 0);
+}
+
+/* posts one group on slot w's connection up to its COMMIT (sent, not
+ * read); the other slot's COMMIT, if any, is read while post_group() runs.
+ * Retries a deadlock or serialization failure; C_ERR if the group failed. */
+static int
+writer_post(struct writer_slot *w, struct writer_slot *other)
+{
+	for (int attempt = 0; attempt < 3; attempt++) {
+		char sqlstate[6] = "";
+		int rc = ledger_group_send(&w->lg, sqlstate);
+
+		/* the other group holds its locks until its COMMIT: this group
+		 * waits for them in the database, not here */
+		writer_finish(other);
+		if (rc == C_OK)
+			rc = ledger_group_post(&w->lg, sqlstate);
+		if (rc == C_OK) {
+			w->committing = 1;
+			return C_OK;
+		}
+		if (!ledger_retryable(sqlstate))
+			break;
+	}
+	return C_ERR;
+}
+
+/* The writer: group commit over two connections. Group k+1's post_group()
+ * runs while group k's COMMIT is flushed; it is sent only after group k's
+ * post_group() has returned, so group k already holds the locks of its
+ * members and a later message of the same member waits for its COMMIT
+ * (arrival order per member is kept across groups). */
 void *
 writer_main(void *arg)
 {
-	struct dbconn *dc = arg;
+	struct dbconn *dcs = arg;
 	size_t cap = (size_t)g_server.conf.commit_max_messages;
-	struct job **group = calloc(cap + 1, sizeof(*group));
+	struct writer_slot slots[2];
+	int cur = 0;
 
-	PTS_ASSERT(group != NULL);
+	memset(slots, 0, sizeof(slots));
+	for (int i = 0; i < 2; i++) {
+		slots[i].group = calloc(cap + 1, sizeof(*slots[i].group));
+		PTS_ASSERT(slots[i].group != NULL);
+	}
 	for (;;) {
-		size_t n = writer_take_group(&g_server.writeq, group, cap);
-		int rc;
+		struct writer_slot *w = &slots[cur], *other = &slots[1 - cur];
 
-		if (n == 0)
-			break;
-		rc = ledger_post_group(dc, group, n);
-		if (rc != C_OK && n > 1) {
-			/* a group failed as a whole: try its jobs one by one, so that
-			 * one bad message cannot fail the others */
-			for (size_t i = 0; i < n; i++)
-				writer_deliver(&group[i], 1, ledger_post_group(dc, &group[i], 1) != C_OK);
+		w->n = writer_take_group(&g_server.writeq, w->group, cap, !other->committing);
+		if (w->n == 0) {
+			if (!other->committing)
+				break;
+			writer_finish(other);
 			continue;
 		}
-		writer_deliver(group, n, rc != C_OK);
+		ledger_group_init(&w->lg, &dcs[cur], w->group, w->n);
+		if (w->lg.m == 0) {
+			/* every item already answered (refused before the database) */
+			ledger_group_free(&w->lg);
+			writer_deliver(w->group, w->n, 0);
+			continue;
+		}
+		if (writer_post(w, other) != C_OK) {
+			writer_finish(other);
+			writer_fail(w, &dcs[cur]);
+			continue;
+		}
+		cur = 1 - cur;
 	}
-	free(group);
+	for (int i = 0; i < 2; i++)
+		free(slots[i].group);
 	return NULL;
 }
 
