@@ -21,7 +21,7 @@
 #define DRAIN_MAX_MS 30000
 
 struct server g_server;
-static struct dbconn writer_dc[2] = { { .name = "writer-a" }, { .name = "writer-b" } };
+static struct dbconn writer_dc[WRITER_SLOTS] = { { .name = "writer-a" }, { .name = "writer-b" } };
 static struct dbconn reader_dc = { .name = "reader" };
 static struct dbconn control_dc = { .name = "control" };
 

@@ -1,8 +1,7 @@
-/* post.c - the database side of pointsd: the bounded job queues, the writer
- * thread (group commit: many connections' messages, one transaction, one
- * COMMIT, then the replies), and the reader thread for partner reads.
- * A job is answered only after its transaction committed; when the outcome
- * is unknown (connection lost, timeout) the answer is 503. */
+/* post.c - the bounded job queues between the workers and the database
+ * threads, how the writer takes a group from its queue (writer.c posts it),
+ * and the reader thread for partner reads. A job is answered only after its
+ * transaction committed; when the outcome is unknown the answer is 503. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +96,7 @@ job_free(struct job *j)
 /* take the next group: one batch job alone, or single messages up to
  * commit_max_messages, waiting at most commit_window_us after the first;
  * with wait 0 (a group is committing meanwhile) only what is queued */
-static size_t
+size_t
 writer_take_group(struct job_queue *q, struct job **group, size_t cap, int wait)
 {
 	size_t n = 0, nmsg = 0;
@@ -139,126 +138,6 @@ writer_take_group(struct job_queue *q, struct job **group, size_t cap, int wait)
 out:
 	pthread_mutex_unlock(&q->mu);
 	return n;
-}
-
-static void
-writer_deliver(struct job **group, size_t n, int failed)
-{
-	for (size_t i = 0; i < n; i++) {
-		group[i]->db_failed = failed;
-		worker_deliver(group[i]->owner, group[i]);
-	}
-}
-
-/* one group through the writer: its jobs and its transaction */
-struct writer_slot {
-	struct job **group;
-	size_t n;
-	struct ledger_group lg;
-	int committing;           /* COMMIT sent, outcome not yet read */
-};
-
-/* a group that failed as a whole: its jobs again one by one, so that one bad
- * message cannot fail the others (a lone job's failure is its answer) */
-static void
-writer_fail(struct writer_slot *w, struct dbconn *dc)
-{
-	ledger_group_free(&w->lg);
-	if (w->n == 1) {
-		writer_deliver(w->group, 1, 1);
-		return;
-	}
-	for (size_t i = 0; i < w->n; i++)
-		writer_deliver(&w->group[i], 1, ledger_post_group(dc, &w->group[i], 1) != C_OK);
-}
-
-/* read the COMMIT of a slot's group and answer its jobs */
-static void
-writer_finish(struct writer_slot *w)
-{
-	char sqlstate[6];
-
-	if (!w->committing)
-		return;
-	w->committing = 0;
-	if (ledger_group_commit(&w->lg, sqlstate) != C_OK) {
-		writer_fail(w, w->lg.dc);
-		return;
-	}
-	ledger_group_free(&w->lg);
-	writer_deliver(w->group, w->n, 0);
-}
-
-/* posts one group on slot w's connection up to its COMMIT (sent, not
- * read); the other slot's COMMIT, if any, is read while post_group() runs.
- * Retries a deadlock or serialization failure; C_ERR if the group failed. */
-static int
-writer_post(struct writer_slot *w, struct writer_slot *other)
-{
-	for (int attempt = 0; attempt < 3; attempt++) {
-		char sqlstate[6] = "";
-		int rc = ledger_group_send(&w->lg, sqlstate);
-
-		/* the other group holds its locks until its COMMIT: this group
-		 * waits for them in the database, not here */
-		writer_finish(other);
-		if (rc == C_OK)
-			rc = ledger_group_post(&w->lg, sqlstate);
-		if (rc == C_OK) {
-			w->committing = 1;
-			return C_OK;
-		}
-		if (!ledger_retryable(sqlstate))
-			break;
-	}
-	return C_ERR;
-}
-
-/* The writer: group commit over two connections. Group k+1's post_group()
- * runs while group k's COMMIT is flushed; it is sent only after group k's
- * post_group() has returned, so group k already holds the locks of its
- * members and a later message of the same member waits for its COMMIT
- * (arrival order per member is kept across groups). */
-void *
-writer_main(void *arg)
-{
-	struct dbconn *dcs = arg;
-	size_t cap = (size_t)g_server.conf.commit_max_messages;
-	struct writer_slot slots[2];
-	int cur = 0;
-
-	memset(slots, 0, sizeof(slots));
-	for (int i = 0; i < 2; i++) {
-		slots[i].group = calloc(cap + 1, sizeof(*slots[i].group));
-		PTS_ASSERT(slots[i].group != NULL);
-	}
-	for (;;) {
-		struct writer_slot *w = &slots[cur], *other = &slots[1 - cur];
-
-		w->n = writer_take_group(&g_server.writeq, w->group, cap, !other->committing);
-		if (w->n == 0) {
-			if (!other->committing)
-				break;
-			writer_finish(other);
-			continue;
-		}
-		ledger_group_init(&w->lg, &dcs[cur], w->group, w->n);
-		if (w->lg.m == 0) {
-			/* every item already answered (refused before the database) */
-			ledger_group_free(&w->lg);
-			writer_deliver(w->group, w->n, 0);
-			continue;
-		}
-		if (writer_post(w, other) != C_OK) {
-			writer_finish(other);
-			writer_fail(w, &dcs[cur]);
-			continue;
-		}
-		cur = 1 - cur;
-	}
-	for (int i = 0; i < 2; i++)
-		free(slots[i].group);
-	return NULL;
 }
 
 void *

@@ -131,6 +131,11 @@ void request_finish(struct job *j);
 int jobq_push(struct job_queue *q, struct job *j);
 void jobq_init(struct job_queue *q, size_t max_messages);
 void jobq_stop(struct job_queue *q);
+/* post.c: the writer's next group from q (wait: block and gather for
+ * commit_window_us; else only what is queued) */
+size_t writer_take_group(struct job_queue *q, struct job **group, size_t cap, int wait);
+/* writer.c: arg is an array of WRITER_SLOTS struct dbconn */
+#define WRITER_SLOTS 2
 void *writer_main(void *arg);
 void *reader_main(void *arg);
 void *control_main(void *arg);
