@@ -580,7 +580,7 @@ $$;
 
 -- The 'issue' set of a group (post_group_sets). The set shares one
 -- accepted_at, taken after the locks; entry ids follow arrival order.
-CREATE FUNCTION post_issue_set(p_ord int[], p_partner text[], p_id text[], p_jws text[],
+CREATE FUNCTION post_issue_set(p_ord int[], p_at timestamptz, p_period text, p_partner text[], p_id text[], p_jws text[],
 	p_sha256 text[], p_kid text[], p_member text[], p_points bigint[])
 RETURNS TABLE (s_ord int, s_code text, s_entry bigint, s_balance bigint, s_accepted_at text,
 	s_period text)
@@ -601,8 +601,8 @@ BEGIN
 		RETURN;
 	END IF;
 	SELECT * INTO v_set FROM settings;
-	v_at := clock_timestamp();
-	v_pl := (SELECT pr.label FROM period_row_for(v_at) pr);
+	v_at := p_at;
+	v_pl := p_period;
 	v_exp := ledger_lot_expiry(v_at, v_set.validity_rule, v_set.validity_n, v_set.timezone);
 	PERFORM ledger_partner_account('issued', d.p)
 	FROM (SELECT DISTINCT p_partner[o] AS p FROM unnest(p_ord) o ORDER BY 1) d;
@@ -664,7 +664,7 @@ $$;
 -- expiry first (ties: lowest entry id), walked through the lots_member_open
 -- index one lot at a time until the points are covered, as
 -- post_consume_lots does.
-CREATE FUNCTION post_redeem_set(p_ord int[], p_partner text[], p_id text[], p_jws text[],
+CREATE FUNCTION post_redeem_set(p_ord int[], p_at timestamptz, p_period text, p_partner text[], p_id text[], p_jws text[],
 	p_sha256 text[], p_kid text[], p_member text[], p_points bigint[])
 RETURNS TABLE (s_ord int, s_code text, s_entry bigint, s_balance bigint, s_accepted_at text,
 	s_period text)
@@ -677,6 +677,7 @@ DECLARE
 	v_ord   int[];
 	v_acct  bigint[];
 	v_bal   bigint[];
+	v_code  text[];
 	v_entry bigint[];
 	v_me    bigint[];
 	v_ms    int[];
@@ -689,24 +690,24 @@ BEGIN
 	IF coalesce(array_length(p_ord, 1), 0) = 0 THEN
 		RETURN;
 	END IF;
-	v_at := clock_timestamp();
+	v_at := p_at;
+	v_pl := p_period;
+	SELECT array_agg(s.o ORDER BY s.o), array_agg(CASE WHEN a.known IS NOT TRUE THEN 'unknown_member'
+			WHEN a.avail < p_points[s.o] THEN 'insufficient_points' END ORDER BY s.o),
+		array_agg(a.acct ORDER BY s.o), array_agg(a.avail - p_points[s.o] ORDER BY s.o)
+	INTO v_ord, v_code, v_acct, v_bal
+	FROM unnest(p_ord) s(o)
+	LEFT JOIN post_set_members(p_ord, p_member, v_at) a ON a.member = p_member[s.o];
 	-- the refused ones are answered and leave no trace
-	RETURN QUERY SELECT s.o, CASE WHEN a.known IS NOT TRUE THEN 'unknown_member'
-			ELSE 'insufficient_points' END, NULL::bigint, NULL::bigint, NULL::text, NULL::text
-	FROM unnest(p_ord) s(o)
-	LEFT JOIN post_set_members(p_ord, p_member, v_at) a ON a.member = p_member[s.o]
-	WHERE a.known IS NOT TRUE OR a.avail < p_points[s.o];
-	SELECT array_agg(s.o ORDER BY s.o), array_agg(a.acct ORDER BY s.o),
-		array_agg(a.avail - p_points[s.o] ORDER BY s.o)
+	RETURN QUERY SELECT x.o, x.c, NULL::bigint, NULL::bigint, NULL::text, NULL::text
+	FROM unnest(v_ord, v_code) AS x(o, c) WHERE x.c IS NOT NULL;
+	SELECT array_agg(x.o ORDER BY x.o), array_agg(x.a ORDER BY x.o), array_agg(x.b ORDER BY x.o)
 	INTO v_ord, v_acct, v_bal
-	FROM unnest(p_ord) s(o)
-	JOIN post_set_members(p_ord, p_member, v_at) a ON a.member = p_member[s.o]
-	WHERE a.known AND a.avail >= p_points[s.o];
+	FROM unnest(v_ord, v_code, v_acct, v_bal) AS x(o, c, a, b) WHERE x.c IS NULL;
 	v_n := coalesce(array_length(v_ord, 1), 0);
 	IF v_n = 0 THEN
 		RETURN;
 	END IF;
-	v_pl := (SELECT pr.label FROM period_row_for(v_at) pr);
 	PERFORM ledger_partner_account('redeemed', d.p)
 	FROM (SELECT DISTINCT p_partner[o] AS p FROM unnest(v_ord) o ORDER BY 1) d;
 	SELECT array_agg(nextval('entries_id_seq') ORDER BY s.k) INTO v_entry
@@ -781,7 +782,7 @@ $$;
 -- points or has expired) on the state before the group, then written with
 -- one statement per table: the lot loses the points, the original records
 -- them as reversed.
-CREATE FUNCTION post_reverse_set(p_ord int[], p_partner text[], p_id text[], p_jws text[],
+CREATE FUNCTION post_reverse_set(p_ord int[], p_at timestamptz, p_period text, p_partner text[], p_id text[], p_jws text[],
 	p_sha256 text[], p_kid text[], p_member text[], p_points bigint[], p_reverses text[])
 RETURNS TABLE (s_ord int, s_code text, s_entry bigint, s_balance bigint, s_accepted_at text,
 	s_period text)
@@ -803,7 +804,8 @@ BEGIN
 	IF coalesce(array_length(p_ord, 1), 0) = 0 THEN
 		RETURN;
 	END IF;
-	v_at := clock_timestamp();
+	v_at := p_at;
+	v_pl := p_period;
 	SELECT array_agg(s.o ORDER BY s.o), array_agg(CASE
 			WHEN om.msg_id IS NULL THEN 'unknown_original'
 			WHEN om.type = 'reverse' OR om.member <> p_member[s.o] THEN 'invalid_message'
@@ -829,7 +831,6 @@ BEGIN
 	IF v_n = 0 THEN
 		RETURN;
 	END IF;
-	v_pl := (SELECT pr.label FROM period_row_for(v_at) pr);
 	SELECT array_agg(nextval('entries_id_seq') ORDER BY s.k) INTO v_entry
 	FROM unnest(v_ord) WITH ORDINALITY AS s(o, k);
 	PERFORM post_set_messages(v_ord, v_entry, v_bal, 'reverse', v_at, v_pl, p_partner, p_id,
@@ -919,12 +920,15 @@ BEGIN
 	IF n >= 4 THEN
 		v_sets := post_group_sets(p_partner, p_id, p_jws, p_sha256, p_kid, p_pre_error,
 			p_type, p_member, p_points, p_reverses);
-		FOR v_s IN SELECT * FROM post_issue_set(v_sets.issues, p_partner, p_id, p_jws,
-				p_sha256, p_kid, p_member, p_points)
-			UNION ALL SELECT * FROM post_redeem_set(v_sets.redeems, p_partner, p_id, p_jws,
-				p_sha256, p_kid, p_member, p_points)
-			UNION ALL SELECT * FROM post_reverse_set(v_sets.reverses, p_partner, p_id, p_jws,
-				p_sha256, p_kid, p_member, p_points, p_reverses) LOOP
+		-- the sets share one accepted_at, taken after the locks
+		v_at := clock_timestamp();
+		SELECT r.label, r.starts_at, r.ends_at INTO v_pl, v_ps, v_pe FROM period_row_for(v_at) r;
+		FOR v_s IN SELECT * FROM post_issue_set(v_sets.issues, v_at, v_pl, p_partner, p_id,
+				p_jws, p_sha256, p_kid, p_member, p_points)
+			UNION ALL SELECT * FROM post_redeem_set(v_sets.redeems, v_at, v_pl, p_partner, p_id,
+				p_jws, p_sha256, p_kid, p_member, p_points)
+			UNION ALL SELECT * FROM post_reverse_set(v_sets.reverses, v_at, v_pl, p_partner,
+				p_id, p_jws, p_sha256, p_kid, p_member, p_points, p_reverses) LOOP
 			v_done[v_s.s_ord] := true;
 			ord := v_s.s_ord; code := v_s.s_code; entry := v_s.s_entry;
 			outcome := CASE WHEN v_s.s_code IS NULL THEN 'posted' ELSE 'rejected' END;
@@ -1079,9 +1083,9 @@ GRANT EXECUTE ON FUNCTION
 	post_set_members(int[], text[], timestamptz),
 	post_set_messages(int[], bigint[], bigint[], text, timestamptz, text, text[], text[], text[],
 		text[], text[], text[], bigint[], text[]),
-	post_issue_set(int[], text[], text[], text[], text[], text[], text[], bigint[]),
-	post_redeem_set(int[], text[], text[], text[], text[], text[], text[], bigint[]),
-	post_reverse_set(int[], text[], text[], text[], text[], text[], text[], bigint[], text[]),
+	post_issue_set(int[], timestamptz, text, text[], text[], text[], text[], text[], text[], bigint[]),
+	post_redeem_set(int[], timestamptz, text, text[], text[], text[], text[], text[], text[], bigint[]),
+	post_reverse_set(int[], timestamptz, text, text[], text[], text[], text[], text[], text[], bigint[], text[]),
 	post_group(text[], text[], text[], text[], text[], text[], text[], text[], bigint[], text[]),
 	member_summary(text), message_reply(text, text)
 TO pointsd;
