@@ -453,24 +453,26 @@ $$;
 CREATE FUNCTION post_lock_group(p_partner text[], p_type text[], p_member text[],
 	p_reverses text[], p_pre_error text[]) RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-	v_members text[];
 BEGIN
-	INSERT INTO accounts (name, kind, member)
-	SELECT 'member:' || s.m, 'member', s.m
-	FROM (SELECT DISTINCT u.m FROM unnest(p_member, p_type, p_pre_error) AS u(m, t, e)
-		WHERE u.t = 'issue' AND u.e IS NULL AND u.m IS NOT NULL) s
-	ORDER BY s.m
-	ON CONFLICT DO NOTHING;
-	SELECT array_agg(DISTINCT u.m) INTO v_members
-	FROM unnest(p_member, p_pre_error) AS u(m, e) WHERE u.e IS NULL AND u.m IS NOT NULL;
-	PERFORM 1 FROM accounts a WHERE a.kind = 'member' AND a.member = ANY (v_members)
+	IF 'issue' = ANY (p_type) THEN
+		INSERT INTO accounts (name, kind, member)
+		SELECT 'member:' || s.m, 'member', s.m
+		FROM (SELECT DISTINCT u.m FROM unnest(p_member, p_type, p_pre_error) AS u(m, t, e)
+			WHERE u.t = 'issue' AND u.e IS NULL AND u.m IS NOT NULL) s
+		ORDER BY s.m
+		ON CONFLICT DO NOTHING;
+	END IF;
+	-- (= ANY of an array: an index probe per member whatever the plan)
+	PERFORM 1 FROM accounts a WHERE a.kind = 'member' AND a.member = ANY (ARRAY(SELECT u.m
+		FROM unnest(p_member, p_pre_error) AS u(m, e) WHERE u.e IS NULL AND u.m IS NOT NULL))
 	ORDER BY a.member FOR UPDATE;
-	PERFORM 1 FROM messages m
-	WHERE (m.partner_id, m.msg_id) IN (SELECT u.p, u.r
-		FROM unnest(p_partner, p_reverses, p_type, p_pre_error) AS u(p, r, t, e)
-		WHERE u.t = 'reverse' AND u.e IS NULL AND u.r IS NOT NULL)
-	ORDER BY m.partner_id, m.msg_id FOR UPDATE OF m;
+	IF 'reverse' = ANY (p_type) THEN
+		PERFORM 1 FROM messages m
+		WHERE (m.partner_id, m.msg_id) IN (SELECT u.p, u.r
+			FROM unnest(p_partner, p_reverses, p_type, p_pre_error) AS u(p, r, t, e)
+			WHERE u.t = 'reverse' AND u.e IS NULL AND u.r IS NOT NULL)
+		ORDER BY m.partner_id, m.msg_id FOR UPDATE OF m;
+	END IF;
 END
 $$;
 
