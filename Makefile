@@ -32,7 +32,7 @@ PD_OBJS  := $(PD_SRCS:%.c=$(BUILD)/%.o)
 CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run up down test unit integration clean lint bench fuzz asan-test
+.PHONY: all deps run up down test unit integration clean lint bench bench-sql bench-growth fuzz asan-test
 all: $(BUILD)/pointsd $(BUILD)/pointsctl
 
 deps:
@@ -88,6 +88,15 @@ lint:
 # the benchmark matrix of docs/performance.md, on a stack of its own
 bench: all $(BUILD)/bench/loadgen
 	@bench/run.sh
+
+# the database's share of posting alone (groups of 26 and of 1,000)
+bench-sql: all
+	@bench/sql_post_group.sh 26 400
+	@bench/sql_post_group.sh 1000 20
+
+# 10^4 vs 10^7 entries in the ledger (bulk load: 30 min or more, ~20 GB)
+bench-growth: all $(BUILD)/bench/loadgen
+	@bench/growth.sh
 
 # each fuzz target for FUZZ_SECONDS (default 60); make test replays the corpus
 fuzz:
