@@ -51,6 +51,7 @@ PARTNERS=acme,globex
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
 RESULTS_DIR=$ROOT/bench/results
 RESULTS=${GROWTH_RESULTS:-$RESULTS_DIR/growth-$STAMP.jsonl}
+# shellcheck disable=SC2034 # bench/stack.sh sets and reads it
 PD_PID=''
 DIR=''
 
@@ -81,33 +82,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_pointsd() {
-	local i
-	setsid "$ROOT/$BUILD/pointsd" -c "$DIR/pointsd.conf" >>"$DIR/pointsd.log" 2>&1 </dev/null &
-	PD_PID=$!
-	for ((i = 0; i < 300; i++)); do
-		if curl -s -o /dev/null --max-time 2 --cacert "$DIR/certs/ca.crt" \
-			--cert "$DIR/certs/partners/acme/client.crt" --key "$DIR/certs/partners/acme/client.key" \
-			"https://127.0.0.1:$TLSPORT/v1/keys"; then
-			return 0
-		fi
-		kill -0 "$PD_PID" 2>/dev/null || { tail -n 5 "$DIR/pointsd.log" >&2; die "pointsd exited"; }
-		sleep 0.1
-	done
-	die "pointsd does not answer on port $TLSPORT"
-}
-
-stop_pointsd() {
-	local i
-	[[ -n $PD_PID ]] || return 0
-	kill -TERM "$PD_PID" 2>/dev/null || true
-	for ((i = 0; i < 300; i++)); do
-		kill -0 "$PD_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$PD_PID" 2>/dev/null || true
-	PD_PID=''
-}
+# shellcheck source=bench/stack.sh
+. "$ROOT/bench/stack.sh"
 
 # as the cluster superuser
 psql_q() {
@@ -184,7 +160,7 @@ warm_up() {
 # ------------------------------------------------------------ bulk load
 
 # one transaction: issues N = LO..HI (entry and lot ids from the sequences),
-# written row for row as post_issue_set() writes them
+# written row for row as post_sets() (sql/005) writes an issue
 bulk_chunk_sql() {
 	cat <<-'SQL'
 	SET temp_buffers = '512MB';

@@ -55,33 +55,8 @@ command -v jq >/dev/null || die "jq is missing (scripts/deps.sh)"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 mkdir -p "$RESULTS_DIR"
 
-start_pointsd() { # [--key=value ...]
-	local i
-	setsid "$ROOT/$BUILD/pointsd" -c "$DIR/pointsd.conf" "$@" >>"$DIR/pointsd.log" 2>&1 </dev/null &
-	PD_PID=$!
-	for ((i = 0; i < 100; i++)); do
-		if curl -s -o /dev/null --max-time 2 --cacert "$DIR/certs/ca.crt" \
-			--cert "$DIR/certs/partners/acme/client.crt" --key "$DIR/certs/partners/acme/client.key" \
-			"https://127.0.0.1:$TLSPORT/v1/keys"; then
-			return 0
-		fi
-		kill -0 "$PD_PID" 2>/dev/null || { tail -n 5 "$DIR/pointsd.log" >&2; die "pointsd exited"; }
-		sleep 0.1
-	done
-	die "pointsd does not answer on port $TLSPORT"
-}
-
-stop_pointsd() {
-	local i
-	[[ -n $PD_PID ]] || return 0
-	kill -TERM "$PD_PID" 2>/dev/null || true
-	for ((i = 0; i < 300; i++)); do
-		kill -0 "$PD_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$PD_PID" 2>/dev/null || true
-	PD_PID=''
-}
+# shellcheck source=bench/stack.sh
+. "$ROOT/bench/stack.sh"
 
 psql_q() {
 	"$(scripts/pg.sh bindir)/psql" -X -A -t -h "$DIR/pg" -p "$PGPORT" -U postgres -d points -c "$1"

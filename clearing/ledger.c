@@ -4,6 +4,7 @@
  * writer can overlap one group's COMMIT with the next group's posting on a
  * second connection. Replies are the caller's, after the COMMIT is read.
  * Never leaves a transaction open and never answers an unknown outcome. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,15 +92,19 @@ ledger_read_results(PGresult *res, struct post_item **items, size_t m)
 	return C_OK;
 }
 
-/* sign the receipts of newly posted items and build the INSERT's arrays */
-static size_t
-ledger_sign_receipts(struct post_item **items, size_t m, struct pgarray *ids,
-    struct pgarray *kids, struct pgarray *receipts)
-{
-	size_t k = 0;
+/* the receipts of items[lo, hi) that were newly posted */
+struct ledger_signing {
+	struct post_item **items;
+	size_t lo, hi;
+};
 
-	for (size_t i = 0; i < m; i++) {
-		struct post_item *it = items[i];
+static void *
+ledger_sign_range(void *arg)
+{
+	struct ledger_signing *r = arg;
+
+	for (size_t i = r->lo; i < r->hi; i++) {
+		struct post_item *it = r->items[i];
 		struct receipt_fields f;
 
 		if (it->result != ERR_OK || it->replayed)
@@ -117,6 +122,36 @@ ledger_sign_receipts(struct post_item **items, size_t m, struct pgarray *ids,
 		free(it->receipt);
 		it->receipt = receipt_sign(g_server.receipt_key, g_server.receipt_kid, &f);
 		PTS_ASSERT(it->receipt != NULL);
+	}
+	return NULL;
+}
+
+/* A 1,000-line batch takes ~40 ms of Ed25519 signing while its transaction
+ * is open and the next group waits: from this many items on, a second
+ * thread signs half of them (the key is only read) */
+#define LEDGER_SIGN_SPLIT 128
+
+/* sign the receipts of newly posted items and build the INSERT's arrays */
+static size_t
+ledger_sign_receipts(struct post_item **items, size_t m, struct pgarray *ids,
+    struct pgarray *kids, struct pgarray *receipts)
+{
+	struct ledger_signing lo = { items, 0, m }, hi = { items, m / 2, m };
+	pthread_t helper;
+	int split = m >= LEDGER_SIGN_SPLIT &&
+	    pthread_create(&helper, NULL, ledger_sign_range, &hi) == 0;
+	size_t k = 0;
+
+	if (split)
+		lo.hi = m / 2;
+	ledger_sign_range(&lo);
+	if (split)
+		pthread_join(helper, NULL);
+	for (size_t i = 0; i < m; i++) {
+		struct post_item *it = items[i];
+
+		if (it->result != ERR_OK || it->replayed)
+			continue;
 		pgarray_add_ll(ids, it->entry);
 		pgarray_add_str(kids, g_server.receipt_kid);
 		pgarray_add_str(receipts, it->receipt);

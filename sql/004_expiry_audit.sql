@@ -307,95 +307,54 @@ $$;
 -- row its receipt. One anti-join per reference (NOT EXISTS on the
 -- target's primary or unique key; hash or merge, as the planner sees fit):
 -- on 10^6 entries faster than one pass per table left-joining every target.
+-- The references are data, a row each; the query of each is built from it.
 CREATE FUNCTION reconcile_inv6()
 RETURNS TABLE (invariant int, subject text, expected text, found text, entries text)
-LANGUAGE sql STABLE AS $$
-	SELECT 6, 'entries row (id ' || e.id || ')', 'period ' || e.period || ' in periods',
-		'none', e.id::text
-	FROM entries e
-	WHERE NOT EXISTS (SELECT 1 FROM periods p WHERE p.label = e.period)
-	UNION ALL
-	SELECT 6, 'entries row (id ' || e.id || ')', 'partner ' || e.partner_id || ' in partners',
-		'none', e.id::text
-	FROM entries e
-	WHERE e.partner_id IS NOT NULL
-	  AND NOT EXISTS (SELECT 1 FROM partners pa WHERE pa.id = e.partner_id)
-	UNION ALL
-	SELECT 6, 'entries row (id ' || e.id || ')', 'reversed entry ' || e.reverses_entry || ' in entries',
-		'none', e.id::text
-	FROM entries e
-	WHERE e.reverses_entry IS NOT NULL
-	  AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.id = e.reverses_entry)
-	UNION ALL
-	SELECT 6, 'entries row (id ' || e.id || ')', 'message of entry ' || e.id || ' in messages',
-		'none', e.id::text
-	FROM entries e
-	WHERE e.kind = 'message' AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.entry_id = e.id)
-	UNION ALL
-	SELECT 6, 'transfers row (id ' || t.id || ', entry ' || t.entry_id || ')',
-		'entry ' || t.entry_id || ' in entries', 'none', t.entry_id::text
-	FROM transfers t
-	WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.id = t.entry_id)
-	UNION ALL
-	SELECT 6, 'transfers row (id ' || t.id || ', entry ' || t.entry_id || ')',
-		'debit account ' || t.debit_account || ' in accounts', 'none', t.entry_id::text
-	FROM transfers t
-	WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.debit_account)
-	UNION ALL
-	SELECT 6, 'transfers row (id ' || t.id || ', entry ' || t.entry_id || ')',
-		'credit account ' || t.credit_account || ' in accounts', 'none', t.entry_id::text
-	FROM transfers t
-	WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.credit_account)
-	UNION ALL
-	SELECT 6, 'lots row (id ' || l.id || ', entry ' || l.entry_id || ')',
-		'account ' || l.account_id || ' in accounts', 'none', l.entry_id::text
-	FROM lots l
-	WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = l.account_id)
-	UNION ALL
-	SELECT 6, 'lots row (id ' || l.id || ', entry ' || l.entry_id || ')',
-		'partner ' || l.partner_id || ' in partners', 'none', l.entry_id::text
-	FROM lots l
-	WHERE NOT EXISTS (SELECT 1 FROM partners pa WHERE pa.id = l.partner_id)
-	UNION ALL
-	SELECT 6, 'lots row (id ' || l.id || ', entry ' || l.entry_id || ')',
-		'entry ' || l.entry_id || ' in entries', 'none', l.entry_id::text
-	FROM lots l
-	WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.id = l.entry_id)
-	UNION ALL
-	SELECT 6, 'lot_moves row (entry ' || m.entry_id || ', seq ' || m.seq || ')',
-		'entry ' || m.entry_id || ' in entries', 'none', m.entry_id::text
-	FROM lot_moves m
-	WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.id = m.entry_id)
-	UNION ALL
-	SELECT 6, 'lot_moves row (entry ' || m.entry_id || ', seq ' || m.seq || ')',
-		'lot ' || m.lot_id || ' in lots', 'none', m.entry_id::text
-	FROM lot_moves m
-	WHERE NOT EXISTS (SELECT 1 FROM lots l WHERE l.id = m.lot_id)
-	UNION ALL
-	SELECT 6, 'messages row (' || m.partner_id || ' ' || m.msg_id || ', entry ' || m.entry_id || ')',
-		'partner ' || m.partner_id || ' in partners', 'none', m.entry_id::text
-	FROM messages m
-	WHERE NOT EXISTS (SELECT 1 FROM partners pa WHERE pa.id = m.partner_id)
-	UNION ALL
-	SELECT 6, 'messages row (' || m.partner_id || ' ' || m.msg_id || ', entry ' || m.entry_id || ')',
-		'entry ' || m.entry_id || ' in entries', 'none', m.entry_id::text
-	FROM messages m
-	WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.id = m.entry_id)
-	UNION ALL
-	SELECT 6, 'messages row (' || m.partner_id || ' ' || m.msg_id || ', entry ' || m.entry_id || ')',
-		'receipt of entry ' || m.entry_id || ' in receipts', 'none', m.entry_id::text
-	FROM messages m
-	WHERE NOT EXISTS (SELECT 1 FROM receipts r WHERE r.entry_id = m.entry_id)
-	UNION ALL
-	SELECT 6, 'receipts row (entry ' || r.entry_id || ')',
-		'message of entry ' || r.entry_id || ' in messages', 'none', r.entry_id::text
-	FROM receipts r
-	WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.entry_id = r.entry_id)
-	UNION ALL
-	SELECT 6, 'receipts row (entry ' || r.entry_id || ')',
-		'receipt key ' || r.kid || ' in receipt_keys', 'none', r.entry_id::text
-	FROM receipts r
-	WHERE NOT EXISTS (SELECT 1 FROM receipt_keys k WHERE k.kid = r.kid)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	r record;
+BEGIN
+	-- one row a reference: table.column -> target (key), the words before
+	-- the value in "expected", which rows must have it; joined with how a
+	-- row of each table is named and which entry it belongs to
+	FOR r IN SELECT t.subject, t.entry, v.*
+		FROM (VALUES
+			('entries', 'period', 'periods', 'label', 'period ', 'true'),
+			('entries', 'partner_id', 'partners', 'id', 'partner ', 'true'),
+			('entries', 'reverses_entry', 'entries', 'id', 'reversed entry ', 'true'),
+			('entries', 'id', 'messages', 'entry_id', 'message of entry ', $w$s.kind = 'message'$w$),
+			('transfers', 'entry_id', 'entries', 'id', 'entry ', 'true'),
+			('transfers', 'debit_account', 'accounts', 'id', 'debit account ', 'true'),
+			('transfers', 'credit_account', 'accounts', 'id', 'credit account ', 'true'),
+			('lots', 'account_id', 'accounts', 'id', 'account ', 'true'),
+			('lots', 'partner_id', 'partners', 'id', 'partner ', 'true'),
+			('lots', 'entry_id', 'entries', 'id', 'entry ', 'true'),
+			('lot_moves', 'entry_id', 'entries', 'id', 'entry ', 'true'),
+			('lot_moves', 'lot_id', 'lots', 'id', 'lot ', 'true'),
+			('messages', 'partner_id', 'partners', 'id', 'partner ', 'true'),
+			('messages', 'entry_id', 'entries', 'id', 'entry ', 'true'),
+			('messages', 'entry_id', 'receipts', 'entry_id', 'receipt of entry ', 'true'),
+			('receipts', 'entry_id', 'messages', 'entry_id', 'message of entry ', 'true'),
+			('receipts', 'kid', 'receipt_keys', 'kid', 'receipt key ', 'true'))
+			AS v(src, col, dst, key, what, only_rows)
+		JOIN (VALUES
+			('entries', $e$'entries row (id ' || s.id || ')'$e$, 's.id'),
+			('transfers', $e$'transfers row (id ' || s.id || ', entry ' || s.entry_id || ')'$e$,
+				's.entry_id'),
+			('lots', $e$'lots row (id ' || s.id || ', entry ' || s.entry_id || ')'$e$, 's.entry_id'),
+			('lot_moves', $e$'lot_moves row (entry ' || s.entry_id || ', seq ' || s.seq || ')'$e$,
+				's.entry_id'),
+			('messages', $e$'messages row (' || s.partner_id || ' ' || s.msg_id || ', entry '
+				|| s.entry_id || ')'$e$, 's.entry_id'),
+			('receipts', $e$'receipts row (entry ' || s.entry_id || ')'$e$, 's.entry_id'))
+			AS t(src, subject, entry) ON t.src = v.src
+	LOOP
+		RETURN QUERY EXECUTE format('SELECT 6, %s, %L || s.%I || %L, %L, (%s)::text FROM %I s '
+			'WHERE %s AND s.%I IS NOT NULL AND NOT EXISTS (SELECT 1 FROM %I d WHERE d.%I = s.%I)',
+			r.subject, r.what, r.col, ' in ' || r.dst, 'none', r.entry, r.src,
+			r.only_rows, r.col, r.dst, r.key, r.col);
+	END LOOP;
+END
 $$;
 
 -- Every break of every invariant, invariant by invariant.

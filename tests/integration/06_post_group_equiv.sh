@@ -5,7 +5,7 @@
 # and in groups of random size must give every message the same answer
 # (outcome, code, balance) and leave the same ledger (member balances, lot
 # remainders, transfers, prices and fees). This is what pins the set-based
-# paths of post_group() (post_issue_set, post_redeem_set in sql/002) to the
+# paths of post_group() (post_group_sets and post_sets in sql/005) to the
 # one-by-one semantics of its loop. Run twice: over 40 members (a member
 # has several messages in most groups: the loop) and over 1,500 (most
 # members have one message per group: the sets, refusals included).
