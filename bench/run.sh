@@ -213,21 +213,36 @@ bench_growth() {
 	done
 }
 
-bench_handshakes() {
-	local d r ours st n secs theirs f
-	d=$(dur 10 3)
-	r=$(lg --label handshakes --handshakes --connections 1 --duration "$d")
-	ours=$(j .handshakes_per_s "$r")
-	st=$(timeout 60 openssl s_time -connect "127.0.0.1:$TLSPORT" -new -time "$d" \
+# the machine's background load drifts over seconds (a VM, autovacuum after
+# the load steps): loadgen and s_time alternate in 3 rounds and the ratio is
+# that of the medians
+s_time_rate() { # SECONDS: openssl s_time -new with acme's certificate, connections/s
+	local st n secs
+	st=$(timeout 60 openssl s_time -connect "127.0.0.1:$TLSPORT" -new -time "$1" \
 		-cert "$DIR/certs/partners/acme/client.crt" -key "$DIR/certs/partners/acme/client.key" \
 		-CAfile "$DIR/certs/ca.crt" 2>&1 || true)
 	n=$(awk '/connections in [0-9]+ real seconds/ { print $1 }' <<<"$st" | tail -n 1)
 	secs=$(awk '/connections in [0-9]+ real seconds/ { print $4 }' <<<"$st" | tail -n 1)
-	theirs=$(awk -v n="${n:-0}" -v s="${secs:-0}" 'BEGIN { printf "%.1f", (s > 0 ? n / s : 0) }')
+	awk -v n="${n:-0}" -v s="${secs:-0}" 'BEGIN { printf "%.1f", (s > 0 ? n / s : 0) }'
+}
+
+median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+
+bench_handshakes() {
+	local d r ours theirs f i a=() b=()
+	d=$(dur 5 2)
+	for i in 1 2 3; do
+		r=$(lg --label handshakes --handshakes --connections 1 --duration "$d")
+		a+=("$(j .handshakes_per_s "$r")")
+		b+=("$(s_time_rate "$d")")
+	done
+	ours=$(median3 "${a[@]}")
+	theirs=$(median3 "${b[@]}")
 	f=$(awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-	record handshakes_per_s "$ours" "(1 connection at a time)" null "$r" \
-		"{\"s_time_per_s\":$theirs}"
-	record handshakes_vs_s_time "$f" ">= 0.8 x s_time ($theirs/s)" "$(pass_if "$f >= 0.8")" null
+	record handshakes_per_s "$ours" "(1 connection at a time; median of 3 rounds)" null "$r" \
+		"{\"s_time_per_s\":$theirs,\"rounds_ours\":[$(IFS=,; echo "${a[*]}")],\"rounds_s_time\":[$(IFS=,; echo "${b[*]}")]}"
+	record handshakes_vs_s_time "$f" ">= 0.8 x s_time ($theirs/s, medians of 3 alternating rounds)" \
+		"$(pass_if "$f >= 0.8")" null
 	r=$(lg --label handshakes_parallel --handshakes --connections 16 --duration "$d")
 	record handshakes_16_parallel_per_s "$(j .handshakes_per_s "$r")" "(16 at a time)" null "$r"
 }
