@@ -2,20 +2,11 @@
  * threads, how the writer takes a group from its queue (writer.c posts it),
  * and the reader thread for partner reads. A job is answered only after its
  * transaction committed; when the outcome is unknown the answer is 503. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <libpq-fe.h>
-
-#include "clearing/receipt.h"
-#include "dbconn.h"
 #include "ledger.h"
-#include "pts_limits.h"
-#include "log.h"
-#include "pgarray.h"
-#include "pts_assert.h"
 #include "server.h"
 
 void
