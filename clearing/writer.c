@@ -112,14 +112,14 @@ writer_step(struct writer_slot *w, char *sqlstate)
 	return C_OK;
 }
 
+/* the busy slot whose group was sent first, NULL if all are idle */
 static struct writer_slot *
-writer_oldest(struct writer_slot *slots, enum slot_state only)
+writer_oldest_busy(struct writer_slot *slots)
 {
 	struct writer_slot *o = NULL;
 
 	for (int i = 0; i < WRITER_SLOTS; i++)
-		if (slots[i].state != SLOT_IDLE && (only == SLOT_IDLE || slots[i].state == only) &&
-		    (o == NULL || slots[i].seq < o->seq))
+		if (slots[i].state != SLOT_IDLE && (o == NULL || slots[i].seq < o->seq))
 			o = &slots[i];
 	return o;
 }
@@ -132,7 +132,7 @@ writer_drain(struct writer_slot *slots)
 {
 	struct writer_slot *o;
 
-	while ((o = writer_oldest(slots, SLOT_IDLE)) != NULL) {
+	while ((o = writer_oldest_busy(slots)) != NULL) {
 		char sqlstate[6] = "";
 		if (writer_step(o, sqlstate) != C_OK)
 			writer_recover(slots, o);
@@ -200,7 +200,7 @@ writer_main(void *arg)
 		PTS_ASSERT(slots[i].group != NULL);
 	}
 	for (;;) {
-		struct writer_slot *w = NULL, *busy = writer_oldest(slots, SLOT_IDLE);
+		struct writer_slot *w = NULL, *busy = writer_oldest_busy(slots);
 		char sqlstate[6] = "";
 
 		for (int i = 0; i < WRITER_SLOTS && w == NULL; i++)

@@ -532,19 +532,22 @@ BEGIN
 	IF n >= 4 THEN
 		v_sets := post_group_sets(p_partner, p_id, p_jws, p_sha256, p_kid, p_pre_error,
 			p_type, p_member, p_points, p_reverses);
-		-- the sets share one accepted_at, taken after the locks
-		v_at := clock_timestamp();
-		SELECT r.label, r.starts_at, r.ends_at INTO v_pl, v_ps, v_pe FROM period_row_for(v_at) r;
-		FOR v_s IN SELECT * FROM post_sets(v_sets.issues, v_sets.redeems, v_sets.reverses,
-				v_at, v_pl, p_partner, p_id, p_jws, p_sha256, p_kid, p_member, p_points,
-				p_reverses) LOOP
-			v_done[v_s.s_ord] := true;
-			ord := v_s.s_ord; code := v_s.s_code; entry := v_s.s_entry;
-			outcome := CASE WHEN v_s.s_code IS NULL THEN 'posted' ELSE 'rejected' END;
-			balance := v_s.s_balance; accepted_at := v_s.s_accepted_at;
-			period := v_s.s_period; receipt := NULL;
-			RETURN NEXT;
-		END LOOP;
+		IF v_sets.issues IS NOT NULL OR v_sets.redeems IS NOT NULL OR v_sets.reverses IS NOT NULL THEN
+			-- the sets share one accepted_at, taken after the locks (a group of
+			-- replays and refusals alone neither reads nor creates a period)
+			v_at := clock_timestamp();
+			SELECT r.label, r.starts_at, r.ends_at INTO v_pl, v_ps, v_pe FROM period_row_for(v_at) r;
+			FOR v_s IN SELECT * FROM post_sets(v_sets.issues, v_sets.redeems, v_sets.reverses,
+					v_at, v_pl, p_partner, p_id, p_jws, p_sha256, p_kid, p_member, p_points,
+					p_reverses) LOOP
+				v_done[v_s.s_ord] := true;
+				ord := v_s.s_ord; code := v_s.s_code; entry := v_s.s_entry;
+				outcome := CASE WHEN v_s.s_code IS NULL THEN 'posted' ELSE 'rejected' END;
+				balance := v_s.s_balance; accepted_at := v_s.s_accepted_at;
+				period := v_s.s_period; receipt := NULL;
+				RETURN NEXT;
+			END LOOP;
+		END IF;
 	END IF;
 	FOR i IN 1 .. n LOOP
 		IF v_done[i] THEN
