@@ -144,6 +144,7 @@ control_sighup(struct server *s, PGconn *pg)
 }
 
 #define CONTROL_SETTLE_EVERY_US (10LL * 1000000)
+#define CONTROL_PERIOD_EVERY_US (10LL * 1000000)
 #define CONTROL_EXPIRE_EVERY_US (60LL * 1000000)
 
 /* the daily expiry: expire_daily() runs it at most once per local day, and
@@ -190,6 +191,39 @@ control_periodic(struct server *s, struct dbconn *dc)
 	dbconn_check(dc);
 }
 
+/* the next period's row, about a minute before its first posting: two
+ * groups posted side by side must never both create it (sql/006). A closed
+ * or uncreatable period is the posting's business (it answers
+ * period_closed); here it is only logged, once per distinct error. */
+void
+control_prepare_period(struct dbconn *dc)
+{
+	static long long last_us;
+	static char last_err[256];
+	char e[600];
+	PGresult *res;
+
+	if (dc->pg == NULL || (last_us != 0 && now_us() - last_us < CONTROL_PERIOD_EVERY_US))
+		return;
+	last_us = now_us();
+	res = PQexec(dc->pg, "SELECT label FROM period_row_for(now() + interval '60 seconds')");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+		if (m == NULL)
+			m = PQerrorMessage(dc->pg);
+		if (strncmp(last_err, m, sizeof(last_err) - 1) != 0) {
+			snprintf(last_err, sizeof(last_err), "%s", m);
+			log_event(LOG_WARN, "period_prepare_failed", "\"error\":%s",
+			    log_json_str(e, sizeof(e), m));
+		}
+	} else {
+		last_err[0] = '\0';
+	}
+	PQclear(res);
+	dbconn_check(dc);
+}
+
 void *
 control_main(void *arg)
 {
@@ -224,6 +258,7 @@ control_main(void *arg)
 			control_listening = 0;
 		if (notified)
 			(void)control_reload_registry(pg);
+		control_prepare_period(dc);
 		control_periodic(s, dc);
 		control_expire(s, dc);
 	}

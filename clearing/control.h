@@ -12,5 +12,7 @@ void control_wake(void);
 int control_reload_registry(PGconn *pg);
 int control_publish_receipt_key(PGconn *pg);
 int control_check_durability(PGconn *pg, char *err, size_t errcap);
+/* makes the row of the period of now() + 60 s (at start, then every 10 s) */
+void control_prepare_period(struct dbconn *dc);
 
 #endif

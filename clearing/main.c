@@ -217,6 +217,7 @@ main(int argc, char **argv)
 		printf("pointsd: configuration and database ok\n");
 		return 0;
 	}
+	control_prepare_period(&control_dc);
 	jobq_init(&s->writeq, (size_t)s->conf.queue_max_messages);
 	jobq_init(&s->readq, (size_t)s->conf.queue_max_messages);
 	if (startup_workers(s) != C_OK ||

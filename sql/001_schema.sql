@@ -103,7 +103,8 @@ CREATE TABLE accounts (
 CREATE UNIQUE INDEX accounts_member ON accounts (member) WHERE kind = 'member';
 INSERT INTO accounts (name, kind) VALUES ('breakage', 'breakage');
 
--- Settlement periods. A row is created when the first entry of the period is
+-- Settlement periods. A row is created by pointsd about a minute before the
+-- period starts (sql/006), or else when the first entry of the period is
 -- stamped, from the settings in force then (changes apply to the next period).
 CREATE TABLE periods (
 	label       text PRIMARY KEY,

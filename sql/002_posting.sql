@@ -176,7 +176,8 @@ BEGIN
 END
 $$;
 
--- Id of issued:<partner> or redeemed:<partner>, created on first use.
+-- Id of issued:<partner> or redeemed:<partner>: created with the partner
+-- (sql/006), and here on first use if missing.
 -- Only read afterwards (partner balances are derived from transfers).
 CREATE FUNCTION ledger_partner_account(p_kind text, p_partner text) RETURNS bigint
 LANGUAGE plpgsql AS $$

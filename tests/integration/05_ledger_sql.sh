@@ -106,6 +106,11 @@ if [ -z "$ORIG_RULE" ]; then
 	exit 1
 fi
 
+# pointsd's control thread makes the period row of now() + 60 s ahead of its
+# first posting (sql/006): on the fresh stack of make test nothing has posted yet
+check "the period of now() + 60 s exists before any posting (made by pointsd)" "1" \
+	"$(adm "SELECT count(*) FROM periods WHERE starts_at <= now() + interval '60 s' AND ends_at > now() + interval '60 s'")"
+
 if adm "INSERT INTO partners (id, name, status) VALUES
 	('$PA', 'test acme', 'active'), ('$PB', 'test globex', 'active'), ('$PC', 'test c', 'active');
 INSERT INTO rate_cards (partner_id, issue_price_micros, redeem_price_micros, clearing_fee_micros, effective_from)

@@ -114,6 +114,9 @@ t_is "partner add prints the fingerprint" "$(sed -n 2p <<<"$OUT")" "certificate 
 expect_ok "partner add of a second partner" ctl partner add "$P2" --name "Test Ten B" --cert "$T/p2.crt"
 t_is "stored fingerprint is openssl's sha256, lower case, no colons" \
 	"$(sql "SELECT fingerprint FROM partner_certs WHERE partner_id = '$P1'")" "$FP1"
+t_is "partner add creates the partner's issued: and redeemed: accounts (sql/006)" \
+	"$(sql "SELECT string_agg(name || '/' || kind, ' ' ORDER BY name) FROM accounts WHERE partner_id = '$P1'")" \
+	"issued:$P1/issued redeemed:$P1/redeemed"
 t_is "subject and not_after stored" \
 	"$(sql "SELECT subject, not_after > now() FROM partner_certs WHERE partner_id = '$P1'")" \
 	"CN=$P1,O=t10|t"
