@@ -21,7 +21,8 @@ endif
 
 # library: everything but the two programs' front ends
 LIB_SRCS := $(wildcard common/*.c partners/*.c settlement/*.c) \
-            $(wildcard clearing/jws.c clearing/message.c clearing/receipt.c clearing/route.c)
+            $(wildcard clearing/jws.c clearing/message.c clearing/receipt.c clearing/route.c \
+              clearing/groupkeys.c)
 PD_SRCS  := $(filter-out $(LIB_SRCS),$(wildcard clearing/*.c))
 CTL_SRCS := $(wildcard cli/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

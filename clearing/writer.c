@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "groupkeys.h"
 #include "ledger.h"
 #include "pts_assert.h"
 #include "server.h"
@@ -31,55 +32,6 @@ writer_deliver(struct job **group, size_t n, int failed)
 		group[i]->db_failed = failed;
 		worker_deliver(group[i]->owner, group[i]);
 	}
-}
-
-/* what two groups must not share to be posted side by side: a member (its
- * messages keep their arrival order) and a message id, whether posted or
- * named by a reverse (a reverse and its original, or two copies of an id) */
-static void
-writer_keys(struct writer_slot *w)
-{
-	char k[2 + 65 + 1 + 65];
-
-	w->keys = json_object();
-	PTS_ASSERT(w->keys != NULL);
-	for (size_t i = 0; i < w->lg.m; i++) {
-		const struct post_item *it = w->lg.items[i];
-		size_t pl = strlen(it->partner);
-
-		if (it->pre_error == ERR_OK) {
-			snprintf(k, sizeof(k), "m:%s", it->msg.member);
-			json_object_setn_new_nocheck(w->keys, k, strlen(k), json_null());
-			if (it->msg.reverses[0] != '\0') {
-				snprintf(k, sizeof(k), "i:%s:%s", it->partner, it->msg.reverses);
-				json_object_setn_new_nocheck(w->keys, k, 3 + pl + strlen(it->msg.reverses),
-				    json_null());
-			}
-		}
-		if (it->id[0] != '\0') {
-			snprintf(k, sizeof(k), "i:%s:%s", it->partner, it->id);
-			json_object_setn_new_nocheck(w->keys, k, 3 + pl + strlen(it->id), json_null());
-		}
-	}
-}
-
-static int
-writer_conflicts(const struct writer_slot *a, const struct writer_slot *b)
-{
-	const char *key;
-	size_t len;
-	json_t *v;
-
-	if (json_object_size(a->keys) > json_object_size(b->keys)) {
-		const struct writer_slot *t = a;
-		a = b;
-		b = t;
-	}
-	json_object_keylen_foreach(a->keys, key, len, v) {
-		if (json_object_getn(b->keys, key, len) != NULL)
-			return 1;
-	}
-	return 0;
 }
 
 static void
@@ -170,10 +122,10 @@ writer_send(struct writer_slot *slots, struct writer_slot *w, long long seq)
 {
 	char sqlstate[6] = "";
 
-	writer_keys(w);
+	w->keys = group_keys(w->lg.items, w->lg.m);
 	for (int i = 0; i < WRITER_SLOTS; i++) {
 		struct writer_slot *o = &slots[i];
-		if (o != w && o->state == SLOT_POSTING && writer_conflicts(w, o) &&
+		if (o != w && o->state == SLOT_POSTING && group_keys_conflict(w->keys, o->keys) &&
 		    writer_step(o, sqlstate) != C_OK)
 			writer_recover(slots, o);
 	}
