@@ -501,7 +501,7 @@ SET plan_cache_mode = force_generic_plan
 -- every statement of the posting path reads or writes a few rows per
 -- message of a table through an index; a plan made while the ledger was
 -- nearly empty (a seq scan hashed into a join) must not stay cached as the
--- tables grow (hash joins of the group's own arrays stay allowed)
+-- tables grow (sql/008 turns merge and hash joins off as well)
 SET enable_seqscan = off
 SET enable_bitmapscan = off
 AS $$
