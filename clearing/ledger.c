@@ -4,6 +4,7 @@
  * writer can overlap one group's COMMIT with the next group's posting on a
  * second connection. Replies are the caller's, after the COMMIT is read.
  * Never leaves a transaction open and never answers an unknown outcome. */
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,14 +174,73 @@ ledger_sign_receipts(struct post_item **items, size_t m, struct pgarray *ids,
 	return k;
 }
 
+static void
+ledger_rq_reset(struct ledger_group *g)
+{
+	for (int i = g->rq_pos; i < g->rq_n; i++)
+		PQclear(g->rq[i]);
+	g->rq_n = g->rq_pos = 0;
+	g->rq_done = 0;
+}
+
+int
+ledger_group_ready(struct ledger_group *g)
+{
+	PGconn *pg = g->dc->pg;
+
+	if (g->rq_done)
+		return 1;
+	if (pg == NULL || PQconsumeInput(pg) != 1)
+		goto broken;
+	while (!PQisBusy(pg)) {
+		PGresult *res = PQgetResult(pg);
+
+		if (g->rq_n == LEDGER_RQ_MAX) {
+			PQclear(res);
+			goto broken;
+		}
+		if (res == NULL && PQstatus(pg) != CONNECTION_OK)
+			goto broken;
+		if (res == NULL && g->rq_n > 0 && g->rq[g->rq_n - 1] == NULL)
+			goto broken; /* two NULLs in a row: nothing more is coming */
+		g->rq[g->rq_n++] = res;
+		if (res != NULL && PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+			g->rq_done = 1;
+			return 1;
+		}
+	}
+	return 0;
+broken:
+	g->rq_done = 1;
+	return 1;
+}
+
+/* blocks until the current phase's results are all in */
+static void
+ledger_group_wait(struct ledger_group *g)
+{
+	while (!ledger_group_ready(g)) {
+		struct pollfd p = { .fd = PQsocket(g->dc->pg), .events = POLLIN };
+		(void)poll(&p, 1, 1000);
+	}
+}
+
+/* the next of the phase's results (NULL also when none is left) */
+static PGresult *
+ledger_rq_next(struct ledger_group *g)
+{
+	return g->rq_pos < g->rq_n ? g->rq[g->rq_pos++] : NULL;
+}
+
 /* read one query's results in pipeline mode (the result, then NULL); the
  * last non-NULL result is returned, or NULL with sqlstate set on an error */
 static PGresult *
-ledger_pipeline_result(PGconn *pg, ExecStatusType want, char *sqlstate)
+ledger_pipeline_result(struct ledger_group *g, ExecStatusType want, char *sqlstate)
 {
+	PGconn *pg = g->dc->pg;
 	PGresult *res, *last = NULL;
 
-	while ((res = PQgetResult(pg)) != NULL) {
+	while ((res = ledger_rq_next(g)) != NULL) {
 		PQclear(last);
 		last = res;
 	}
@@ -199,35 +259,35 @@ ledger_pipeline_result(PGconn *pg, ExecStatusType want, char *sqlstate)
 }
 
 static int
-ledger_pipeline_result_ok(PGconn *pg, ExecStatusType want, char *sqlstate)
+ledger_pipeline_result_ok(struct ledger_group *g, ExecStatusType want, char *sqlstate)
 {
-	PGresult *res = ledger_pipeline_result(pg, want, sqlstate);
+	PGresult *res = ledger_pipeline_result(g, want, sqlstate);
 	int ok = res != NULL;
 
 	PQclear(res);
 	return ok;
 }
 
-/* consume up to and including the pipeline's sync point */
+/* consume the phase's results up to and including its sync point; C_ERR
+ * when the connection broke before it */
 static int
-ledger_pipeline_sync(PGconn *pg)
+ledger_pipeline_sync(struct ledger_group *g)
 {
-	for (;;) {
-		PGresult *res = PQgetResult(pg);
+	while (g->rq_pos < g->rq_n) {
+		PGresult *res = ledger_rq_next(g);
 		ExecStatusType st;
 
-		if (res == NULL) {
-			if (PQstatus(pg) != CONNECTION_OK)
-				return C_ERR;
+		if (res == NULL)
 			continue;
-		}
 		st = PQresultStatus(res);
 		PQclear(res);
-		if (st == PGRES_PIPELINE_SYNC)
+		if (st == PGRES_PIPELINE_SYNC) {
+			ledger_rq_reset(g);
 			return C_OK;
-		if (st == PGRES_FATAL_ERROR && PQstatus(pg) != CONNECTION_OK)
-			return C_ERR;
+		}
 	}
+	ledger_rq_reset(g);
+	return C_ERR;
 }
 
 /* leave the connection idle and out of pipeline mode, the transaction
@@ -239,8 +299,11 @@ ledger_group_abort(struct ledger_group *g)
 
 	if (pg != NULL && PQstatus(pg) == CONNECTION_OK) {
 		if (PQpipelineStatus(pg) != PQ_PIPELINE_OFF) {
-			if (g->pending_syncs > 0 && ledger_pipeline_sync(pg) != C_OK)
-				goto lost;
+			if (g->pending_syncs > 0) {
+				ledger_group_wait(g);
+				if (ledger_pipeline_sync(g) != C_OK)
+					goto lost;
+			}
 			if (PQexitPipelineMode(pg) != 1)
 				goto lost;
 		}
@@ -248,10 +311,12 @@ ledger_group_abort(struct ledger_group *g)
 			PQclear(PQexec(pg, "ROLLBACK"));
 	}
 	g->pending_syncs = 0;
+	ledger_rq_reset(g);
 	dbconn_check(g->dc);
 	return;
 lost:
 	g->pending_syncs = 0;
+	ledger_rq_reset(g);
 	dbconn_close(g->dc);
 }
 
@@ -275,6 +340,7 @@ ledger_group_init(struct ledger_group *g, struct dbconn *dc, struct job **jobs, 
 void
 ledger_group_free(struct ledger_group *g)
 {
+	ledger_rq_reset(g);
 	free(g->items);
 	g->items = NULL;
 }
@@ -297,6 +363,7 @@ ledger_group_send(struct ledger_group *g, char *sqlstate)
 		free(g->items[i]->receipt);
 		g->items[i]->receipt = NULL;
 	}
+	ledger_rq_reset(g);
 	g->t0_us = now_us();
 	if (g->t0_us - g->dc->replanned_us > LEDGER_REPLAN_US) {
 		PQclear(PQexec(pg, "DISCARD PLANS"));
@@ -349,10 +416,11 @@ ledger_group_post(struct ledger_group *g, char *sqlstate)
 	pgarray_init(&rcpts);
 	if (pg == NULL)
 		goto out;
-	PQclear(ledger_pipeline_result(pg, PGRES_COMMAND_OK, sqlstate));
-	PQclear(ledger_pipeline_result(pg, PGRES_COMMAND_OK, sqlstate));
-	res = ledger_pipeline_result(pg, PGRES_TUPLES_OK, sqlstate);
-	if (ledger_pipeline_sync(pg) != C_OK) {
+	ledger_group_wait(g);
+	PQclear(ledger_pipeline_result(g, PGRES_COMMAND_OK, sqlstate));
+	PQclear(ledger_pipeline_result(g, PGRES_COMMAND_OK, sqlstate));
+	res = ledger_pipeline_result(g, PGRES_TUPLES_OK, sqlstate);
+	if (ledger_pipeline_sync(g) != C_OK) {
 		dbconn_close(g->dc);
 		goto out;
 	}
@@ -394,10 +462,11 @@ ledger_group_commit(struct ledger_group *g, char *sqlstate)
 	sqlstate[0] = '\0';
 	if (pg == NULL)
 		return C_ERR;
+	ledger_group_wait(g);
 	if (g->receipts_sent)
-		ok = ledger_pipeline_result_ok(pg, PGRES_COMMAND_OK, sqlstate);
-	ok = ledger_pipeline_result_ok(pg, PGRES_COMMAND_OK, sqlstate) && ok;
-	if (ledger_pipeline_sync(pg) != C_OK) {
+		ok = ledger_pipeline_result_ok(g, PGRES_COMMAND_OK, sqlstate);
+	ok = ledger_pipeline_result_ok(g, PGRES_COMMAND_OK, sqlstate) && ok;
+	if (ledger_pipeline_sync(g) != C_OK) {
 		dbconn_close(g->dc);
 		return C_ERR;
 	}

@@ -5,6 +5,8 @@
 #include "dbconn.h"
 #include "server.h"
 
+#define LEDGER_RQ_MAX 32
+
 /* one group of jobs on its way through one transaction on one connection */
 struct ledger_group {
 	struct dbconn *dc;
@@ -13,6 +15,11 @@ struct ledger_group {
 	long long t0_us;
 	int pending_syncs;          /* a pipeline sync sent, not yet read */
 	int receipts_sent;
+	/* the current phase's results as they arrive, up to its sync (NULL
+	 * entries end a query's results, as PQgetResult() gives them) */
+	PGresult *rq[LEDGER_RQ_MAX];
+	int rq_n, rq_pos;
+	int rq_done;                /* the sync is in, or the connection broke */
 };
 
 void ledger_group_init(struct ledger_group *g, struct dbconn *dc, struct job **jobs, size_t n);
@@ -22,6 +29,11 @@ void ledger_group_free(struct ledger_group *g);
  * with sqlstate (char[6]) set when the database gave one; after C_ERR the
  * transaction is rolled back and the connection idle (or closed). */
 int ledger_group_send(struct ledger_group *g, char *sqlstate);
+/* reads what has arrived of the current phase's results without blocking:
+ * 1 when all of them are in (or the connection broke), 0 if more are due;
+ * the connection's socket (PQsocket) then becomes readable. Phases 2 and 3
+ * wait for them if called before. */
+int ledger_group_ready(struct ledger_group *g);
 int ledger_group_post(struct ledger_group *g, char *sqlstate);
 int ledger_group_commit(struct ledger_group *g, char *sqlstate);
 /* a deadlock or serialization failure: the group may be tried again */

@@ -2,11 +2,15 @@
  * threads, how the writer takes a group from its queue (writer.c posts it),
  * and the reader thread for partner reads. A job is answered only after its
  * transaction committed; when the outcome is unknown the answer is 503. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ledger.h"
+#include "pts_assert.h"
 #include "server.h"
 
 void
@@ -16,6 +20,51 @@ jobq_init(struct job_queue *q, size_t max_messages)
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
 	q->max_messages = max_messages;
+	q->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	PTS_ASSERT(q->wake_fd >= 0);
+}
+
+static void
+jobq_wake_locked(struct job_queue *q)
+{
+	uint64_t one = 1;
+
+	if (q->sleeping)
+		(void)!write(q->wake_fd, &one, sizeof(one));
+}
+
+size_t
+jobq_depth(struct job_queue *q)
+{
+	size_t n;
+
+	pthread_mutex_lock(&q->mu);
+	n = q->nmessages;
+	pthread_mutex_unlock(&q->mu);
+	return n;
+}
+
+int
+jobq_sleep_begin(struct job_queue *q)
+{
+	int sleep;
+
+	pthread_mutex_lock(&q->mu);
+	sleep = q->head == NULL && !q->stopping;
+	q->sleeping = sleep;
+	pthread_mutex_unlock(&q->mu);
+	return sleep;
+}
+
+void
+jobq_sleep_end(struct job_queue *q)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&q->mu);
+	q->sleeping = 0;
+	pthread_mutex_unlock(&q->mu);
+	(void)!read(q->wake_fd, &v, sizeof(v));
 }
 
 static size_t
@@ -41,6 +90,7 @@ jobq_push(struct job_queue *q, struct job *j)
 		q->tail = j;
 		q->nmessages += job_weight(j);
 		pthread_cond_signal(&q->cv);
+		jobq_wake_locked(q);
 	}
 	pthread_mutex_unlock(&q->mu);
 	return rc;
@@ -52,6 +102,7 @@ jobq_stop(struct job_queue *q)
 	pthread_mutex_lock(&q->mu);
 	q->stopping = 1;
 	pthread_cond_broadcast(&q->cv);
+	jobq_wake_locked(q);
 	pthread_mutex_unlock(&q->mu);
 }
 

@@ -63,6 +63,8 @@ struct job_queue {
 	size_t nmessages;
 	size_t max_messages;
 	int stopping;
+	int wake_fd;                /* eventfd: a push while the consumer polls */
+	int sleeping;               /* the consumer polls wake_fd (jobq_sleep_begin) */
 };
 
 struct worker {
@@ -131,6 +133,13 @@ void request_finish(struct job *j);
 int jobq_push(struct job_queue *q, struct job *j);
 void jobq_init(struct job_queue *q, size_t max_messages);
 void jobq_stop(struct job_queue *q);
+/* for a consumer that waits for a job and for other file descriptors in one
+ * poll(): 0 if a job is queued (or the queue stops), else 1 and q->wake_fd
+ * becomes readable at the next push, until jobq_sleep_end() */
+int jobq_sleep_begin(struct job_queue *q);
+/* messages queued (a batch counts its lines) */
+size_t jobq_depth(struct job_queue *q);
+void jobq_sleep_end(struct job_queue *q);
 /* post.c: the writer's next group from q (wait: block and gather for
  * commit_window_us; else only what is queued) */
 size_t writer_take_group(struct job_queue *q, struct job **group, size_t cap, int wait);
