@@ -4,6 +4,7 @@
  * writer can overlap one group's COMMIT with the next group's posting on a
  * second connection. Replies are the caller's, after the COMMIT is read.
  * Never leaves a transaction open and never answers an unknown outcome. */
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -25,6 +26,9 @@ enum { P_PARTNER, P_ID, P_JWS, P_SHA, P_KID, P_PRE, P_TYPE, P_MEMBER, P_POINTS,
 /* a generous bound on the database time of one message in a group (0.1 to
  * 0.3 ms are measured on a 2-core machine, docs/performance.md) */
 #define LEDGER_MS_PER_MESSAGE 5
+/* the least statement timeout of a group whose first job has waited its
+ * db_timeout_ms already: enough for a group that meets no lock */
+#define LEDGER_MIN_TIMEOUT_MS 100
 /* PL/pgSQL caches a plan per statement for the life of the connection; one
  * made when the ledger was small (a hash join over a whole table) would stay
  * as the tables grow, until an ANALYZE every 10% of growth invalidates it.
@@ -327,8 +331,12 @@ ledger_group_init(struct ledger_group *g, struct dbconn *dc, struct job **jobs, 
 
 	memset(g, 0, sizeof(*g));
 	g->dc = dc;
-	for (size_t j = 0; j < n; j++)
+	g->deadline_us = LLONG_MAX;
+	for (size_t j = 0; j < n; j++) {
 		total += jobs[j]->nitems;
+		if (jobs[j]->enqueued_us + g_server.conf.db_timeout_ms * 1000 < g->deadline_us)
+			g->deadline_us = jobs[j]->enqueued_us + g_server.conf.db_timeout_ms * 1000;
+	}
 	g->items = calloc(total + 1, sizeof(*g->items));
 	PTS_ASSERT(g->items != NULL);
 	for (size_t j = 0; j < n; j++)
@@ -353,6 +361,7 @@ ledger_group_send(struct ledger_group *g, char *sqlstate)
 	struct pgarray a[P_COUNT];
 	const char *vals[P_COUNT];
 	char timeout_sql[80];
+	long long left_ms;
 	PGconn *pg = dbconn_get(g->dc);
 	int rc = C_ERR;
 
@@ -372,10 +381,16 @@ ledger_group_send(struct ledger_group *g, char *sqlstate)
 	ledger_build_params(a, g->items, g->m);
 	for (int p = 0; p < P_COUNT; p++)
 		vals[p] = pgarray_finish(&a[p]);
-	/* db_timeout_ms bounds the wait for the database; the work of a large
-	 * group (a 10,000-line batch) is allowed its own time on top */
+	/* db_timeout_ms bounds a partner's wait for the database from the moment
+	 * its message was queued (a group held behind a stalled group of the
+	 * same member gets what is left, at least LEDGER_MIN_TIMEOUT_MS); the
+	 * work of a large group (a 10,000-line batch) is allowed its own time
+	 * on top */
+	left_ms = (g->deadline_us - g->t0_us) / 1000;
+	if (left_ms < LEDGER_MIN_TIMEOUT_MS)
+		left_ms = LEDGER_MIN_TIMEOUT_MS;
 	snprintf(timeout_sql, sizeof(timeout_sql), "SET LOCAL statement_timeout = %lld",
-	    g_server.conf.db_timeout_ms + (long long)g->m * LEDGER_MS_PER_MESSAGE);
+	    left_ms + (long long)g->m * LEDGER_MS_PER_MESSAGE);
 	if (PQenterPipelineMode(pg) != 1 ||
 	    PQsendQueryParams(pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
 	    PQsendQueryParams(pg, timeout_sql, 0, NULL, NULL, NULL, NULL, 0) != 1 ||
@@ -483,19 +498,18 @@ ledger_group_commit(struct ledger_group *g, char *sqlstate)
 /* the three phases back to back, retried on a deadlock or serialization
  * failure (another instance posting the same id or member) */
 int
-ledger_post_group(struct dbconn *dc, struct job **jobs, size_t n)
+ledger_post_group(struct dbconn *dc, struct job **jobs, size_t n, char *sqlstate)
 {
 	struct ledger_group g;
 	int rc = C_ERR;
 
+	sqlstate[0] = '\0';
 	ledger_group_init(&g, dc, jobs, n);
 	if (g.m == 0) {
 		rc = C_OK;
 		goto out;
 	}
 	for (int attempt = 0; attempt < LEDGER_RETRIES; attempt++) {
-		char sqlstate[6] = "";
-
 		rc = ledger_group_send(&g, sqlstate);
 		if (rc == C_OK)
 			rc = ledger_group_post(&g, sqlstate);
@@ -507,6 +521,14 @@ ledger_post_group(struct dbconn *dc, struct job **jobs, size_t n)
 out:
 	ledger_group_free(&g);
 	return rc;
+}
+
+int
+ledger_group_fault(const char *sqlstate)
+{
+	return sqlstate[0] == '\0' || strncmp(sqlstate, "08", 2) == 0 ||
+	    strncmp(sqlstate, "53", 2) == 0 || strncmp(sqlstate, "57", 2) == 0 ||
+	    strncmp(sqlstate, "58", 2) == 0 || strcmp(sqlstate, "55P03") == 0;
 }
 
 int

@@ -13,6 +13,7 @@ struct ledger_group {
 	struct post_item **items;   /* the non-terminal items of the jobs */
 	size_t m;
 	long long t0_us;
+	long long deadline_us;      /* the first job's enqueue + db_timeout_ms */
 	int pending_syncs;          /* a pipeline sync sent, not yet read */
 	int receipts_sent;
 	/* the current phase's results as they arrive, up to its sync (NULL
@@ -38,9 +39,13 @@ int ledger_group_post(struct ledger_group *g, char *sqlstate);
 int ledger_group_commit(struct ledger_group *g, char *sqlstate);
 /* a deadlock or serialization failure: the group may be tried again */
 int ledger_retryable(const char *sqlstate);
+/* a failure no single message of the group caused: a timeout, a cancel,
+ * a lost connection (no SQLSTATE), the server's resources or shutdown */
+int ledger_group_fault(const char *sqlstate);
 /* post the non-terminal items of n jobs in one transaction; C_OK when
- * committed (each item then has its result), C_ERR when the outcome is unknown */
-int ledger_post_group(struct dbconn *dc, struct job **jobs, size_t n);
+ * committed (each item then has its result), C_ERR when the outcome is
+ * unknown, with sqlstate (char[6]) from the last try */
+int ledger_post_group(struct dbconn *dc, struct job **jobs, size_t n, char *sqlstate);
 /* a partner read; C_OK with j->read_json set (NULL: not found) */
 int ledger_read(struct dbconn *dc, struct job *j);
 

@@ -93,7 +93,8 @@ writer_oldest_busy(struct writer_slot *slots)
 	return o;
 }
 
-static void writer_recover(struct writer_slot *slots, struct writer_slot *w);
+static void writer_recover(struct writer_slot *slots, struct writer_slot *w,
+    const char *sqlstate);
 static struct writer_slot *writer_oldest_ready(struct writer_slot *slots);
 static void writer_wait(struct writer_slot *slots, int want_job);
 
@@ -109,31 +110,42 @@ writer_drain(struct writer_slot *slots)
 		if (o == NULL)
 			writer_wait(slots, 0);
 		else if (writer_step(o, sqlstate) != C_OK)
-			writer_recover(slots, o);
+			writer_recover(slots, o, sqlstate);
 	}
 }
 
-/* a group failed on its way: with every other group finished, post it again
- * alone (retried on a deadlock), then, if it still fails, its jobs one by
- * one, so that one bad message cannot fail the others */
+/* a group failed on its way (sqlstate: why): with every other group
+ * finished, post it again alone (retried on a deadlock), then, if it still
+ * fails, its jobs one by one, so that one bad message cannot fail the
+ * others. A group that ran into the statement timeout (a lock held too
+ * long, a stalled server) is answered 503 at once: a second try would wait
+ * as long again, and db_timeout_ms is the partner's bound (protocol.md §5);
+ * nor is a group split when its retry fails for a reason no message caused. */
 static void
-writer_recover(struct writer_slot *slots, struct writer_slot *w)
+writer_recover(struct writer_slot *slots, struct writer_slot *w, const char *sqlstate)
 {
+	char again[6] = "";
+
 	w->state = SLOT_IDLE;
 	writer_drain(slots);
 	ledger_group_free(&w->lg);
 	json_decref(w->keys);
 	w->keys = NULL;
-	if (ledger_post_group(w->dc, w->group, w->n) == C_OK) {
+	if (strcmp(sqlstate, "57014") == 0) {
+		writer_deliver(w->group, w->n, 1);
+		return;
+	}
+	if (ledger_post_group(w->dc, w->group, w->n, again) == C_OK) {
 		writer_deliver(w->group, w->n, 0);
 		return;
 	}
-	if (w->n == 1) {
-		writer_deliver(w->group, 1, 1);
+	if (w->n == 1 || ledger_group_fault(again)) {
+		writer_deliver(w->group, w->n, 1);
 		return;
 	}
 	for (size_t i = 0; i < w->n; i++)
-		writer_deliver(&w->group[i], 1, ledger_post_group(w->dc, &w->group[i], 1) != C_OK);
+		writer_deliver(&w->group[i], 1,
+		    ledger_post_group(w->dc, &w->group[i], 1, again) != C_OK);
 }
 
 /* may held slot w go out? Not while a group it shares a key with is in
@@ -221,7 +233,7 @@ writer_main(void *arg)
 		/* whatever can move without waiting moves first, oldest first */
 		if ((w = writer_oldest_ready(slots)) != NULL) {
 			if (writer_step(w, sqlstate) != C_OK)
-				writer_recover(slots, w);
+				writer_recover(slots, w, sqlstate);
 			continue;
 		}
 		/* while a group is in post_group(), the next one gathers until it

@@ -117,6 +117,33 @@ t_check "database back: the resent identical bytes are posted within 5 s, no res
 t_is "database back: the message is stored once" \
 	"$(stack_psql -c "SELECT count(*) FROM messages WHERE msg_id = '$RUN-down'")" 1
 
+# --- a lock held past the db timeout: 503 within it, for every message of
+# the group (no second wait, no retry one message at a time), then posted
+mk "$RUN-lk0" acme "$RUN-lk"
+post "$RUN-lk0" >/dev/null
+for i in 1 2 3 4; do mk "$RUN-lk$i" acme "$RUN-lk"; done
+stack_psql -c "BEGIN; SELECT 1 FROM accounts WHERE kind = 'member' AND member = '$RUN-lk' FOR UPDATE;
+	SELECT pg_sleep(6); COMMIT" >/dev/null 2>&1 &
+lpid=$!
+sleep 0.5
+t0=$(date +%s%N)
+lkpids=()
+for i in 1 2 3 4; do
+	post "$RUN-lk$i" >"$W/lk$i.res" &
+	lkpids+=($!)
+done
+wait "${lkpids[@]}"
+t1=$(date +%s%N)
+ms=$(((t1 - t0) / 1000000))
+t_is "member locked past the db timeout: every message answers 503 unavailable" \
+	"$(cat "$W"/lk[1-4].res | sort | uniq -c | awk '{ print $1, $2, $3 }')" "4 503 unavailable"
+t_check "member locked: the 503s came within 3.5 s, not a timeout per message (took ${ms} ms)" \
+	test "$ms" -lt 3500
+wait "$lpid"
+t_is "member locked: nothing of theirs was posted" \
+	"$(stack_psql -c "SELECT count(*) FROM messages WHERE msg_id LIKE '$RUN-lk_' AND msg_id <> '$RUN-lk0'")" 0
+t_is "lock released: the resent identical bytes are posted" "$(post "$RUN-lk1" | cut -d' ' -f1)" 201
+
 # --- refusal of a database that would lose acknowledged commits
 stack_psql -c "ALTER SYSTEM SET synchronous_commit = off" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.3
