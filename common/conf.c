@@ -36,7 +36,7 @@ const struct conf_key conf_keys[] = {
 	I(body_buffer_max_bytes, 65536, 1LL << 40, "268435456", "request body bytes buffered across all connections; past it 503"),
 	I(request_deadline_ms, 100, 3600000, "30000", "a request not complete this long after its first byte is closed"),
 	I(idle_timeout_ms, 100, 3600000, "30000", "an idle keep-alive connection is closed after this"),
-	I(db_timeout_ms, 100, 600000, "2000", "a posting not committed within this gets 503 unavailable"),
+	I(db_timeout_ms, 100, 600000, "2000", "a message not committed within this of its arrival gets 503 unavailable"),
 	I(settle_auto, 0, 1, "1", "settle each period by itself after cut-off plus grace (1) or only by pointsctl (0)"),
 	I(expire_auto, 0, 1, "1", "run the daily expiry by itself (1) or only by pointsctl (0)"),
 	I(unsafe_no_durability, 0, 1, "0", "run against fsync=off or synchronous_commit=off (baseline benchmarks only)"),
