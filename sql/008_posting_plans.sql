@@ -284,9 +284,17 @@ ALTER FUNCTION post_sets(int[], int[], int[], timestamptz, text, text[], text[],
 ALTER FUNCTION post_sets(int[], int[], int[], timestamptz, text, text[], text[], text[], text[],
 	text[], text[], bigint[], text[]) SET enable_material = off;
 
--- post_lock_group() (sql/007) with its two lookups as LATERAL probes in
--- key order: the same rows locked in the same order, through the index
--- whatever the statistics say.
+-- post_lock_group() (sql/002) inserted the member account of every issuing
+-- member of the group (ON CONFLICT DO NOTHING: an index probe and a
+-- speculative insertion each, nearly always for nothing) before locking
+-- them all. It now locks the existing accounts first, in member order, and
+-- inserts only the ones that were missing; a row inserted meanwhile by
+-- another instance (the insertion skips it) is then locked like the others.
+-- Same locks, same order for the existing accounts, so concurrent groups
+-- and the expiry job still serialize per member; a new member's row is
+-- locked by its insert. Its lookups are LATERAL probes in key order: the
+-- same rows locked in the same order, through the index whatever the
+-- statistics say.
 CREATE OR REPLACE FUNCTION post_lock_group(p_partner text[], p_type text[], p_member text[],
 	p_reverses text[], p_pre_error text[]) RETURNS void
 LANGUAGE plpgsql AS $$
