@@ -27,6 +27,7 @@ dbconn_get(struct dbconn *dc)
 	snprintf(timeout_s, sizeof(timeout_s), "%lld",
 	    (g_server.conf.db_timeout_ms + 999) / 1000);
 	snprintf(appname, sizeof(appname), "pointsd-%s", dc->name);
+	dc->prepared = 0;
 	dc->pg = PQconnectdbParams(keys, vals, 1);
 	if (dc->pg == NULL || PQstatus(dc->pg) != CONNECTION_OK) {
 		log_event(LOG_WARN, "db_connect_failed", "\"conn\":\"%s\",\"error\":%s",

@@ -353,6 +353,48 @@ ledger_group_free(struct ledger_group *g)
 	g->items = NULL;
 }
 
+/* the posting path's three statements, prepared once per connection (the
+ * server parses and analyses them once; DISCARD PLANS keeps them and only
+ * makes them plan again) */
+static const struct {
+	const char *name, *sql;
+	int nparams;
+} ledger_statements[] = {
+	{ "pts_timeout", "SELECT set_config('statement_timeout', $1, true)", 1 },
+	{ "pts_post_group",
+	    "SELECT ord, outcome, code, entry, balance, accepted_at, period, receipt "
+	    "FROM post_group($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+	    "$6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[])", P_COUNT },
+	{ "pts_receipts", "INSERT INTO receipts (entry_id, kid, receipt) "
+	    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])", 3 },
+};
+
+static int
+ledger_prepare(struct dbconn *dc)
+{
+	char e[512];
+
+	if (dc->prepared)
+		return C_OK;
+	for (size_t i = 0; i < sizeof(ledger_statements) / sizeof(ledger_statements[0]); i++) {
+		PGresult *res = PQprepare(dc->pg, ledger_statements[i].name,
+		    ledger_statements[i].sql, ledger_statements[i].nparams, NULL);
+		int ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
+
+		if (!ok)
+			log_event(LOG_WARN, "prepare_failed", "\"statement\":\"%s\",\"error\":%s",
+			    ledger_statements[i].name, log_json_str(e, sizeof(e),
+			    res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(dc->pg)));
+		PQclear(res);
+		if (!ok) {
+			dbconn_check(dc);
+			return C_ERR;
+		}
+	}
+	dc->prepared = 1;
+	return C_OK;
+}
+
 /* phase 1, one round trip: BEGIN, the group's statement timeout and
  * post_group() are sent in one pipeline; nothing is read yet */
 int
@@ -360,13 +402,14 @@ ledger_group_send(struct ledger_group *g, char *sqlstate)
 {
 	struct pgarray a[P_COUNT];
 	const char *vals[P_COUNT];
-	char timeout_sql[80];
+	char timeout_ms[32];
+	const char *timeout_vals[1] = { timeout_ms };
 	long long left_ms;
 	PGconn *pg = dbconn_get(g->dc);
 	int rc = C_ERR;
 
 	sqlstate[0] = '\0';
-	if (pg == NULL)
+	if (pg == NULL || ledger_prepare(g->dc) != C_OK)
 		return C_ERR;
 	for (size_t i = 0; i < g->m; i++) {
 		free(g->items[i]->receipt);
@@ -389,16 +432,12 @@ ledger_group_send(struct ledger_group *g, char *sqlstate)
 	left_ms = (g->deadline_us - g->t0_us) / 1000;
 	if (left_ms < LEDGER_MIN_TIMEOUT_MS)
 		left_ms = LEDGER_MIN_TIMEOUT_MS;
-	snprintf(timeout_sql, sizeof(timeout_sql), "SET LOCAL statement_timeout = %lld",
+	snprintf(timeout_ms, sizeof(timeout_ms), "%lld",
 	    left_ms + (long long)g->m * LEDGER_MS_PER_MESSAGE);
 	if (PQenterPipelineMode(pg) != 1 ||
 	    PQsendQueryParams(pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
-	    PQsendQueryParams(pg, timeout_sql, 0, NULL, NULL, NULL, NULL, 0) != 1 ||
-	    PQsendQueryParams(pg,
-	    "SELECT ord, outcome, code, entry, balance, accepted_at, period, receipt "
-	    "FROM post_group($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-	    "$6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[])",
-	    P_COUNT, NULL, vals, NULL, NULL, 0) != 1 ||
+	    PQsendQueryPrepared(pg, "pts_timeout", 1, timeout_vals, NULL, NULL, 0) != 1 ||
+	    PQsendQueryPrepared(pg, "pts_post_group", P_COUNT, vals, NULL, NULL, 0) != 1 ||
 	    PQpipelineSync(pg) != 1) {
 		char e[512];
 		log_event(LOG_WARN, "post_group_failed", "\"error\":%s",
@@ -432,8 +471,8 @@ ledger_group_post(struct ledger_group *g, char *sqlstate)
 	if (pg == NULL)
 		goto out;
 	ledger_group_wait(g);
-	PQclear(ledger_pipeline_result(g, PGRES_COMMAND_OK, sqlstate));
-	PQclear(ledger_pipeline_result(g, PGRES_COMMAND_OK, sqlstate));
+	PQclear(ledger_pipeline_result(g, PGRES_COMMAND_OK, sqlstate));   /* BEGIN */
+	PQclear(ledger_pipeline_result(g, PGRES_TUPLES_OK, sqlstate));    /* set_config */
 	res = ledger_pipeline_result(g, PGRES_TUPLES_OK, sqlstate);
 	if (ledger_pipeline_sync(g) != C_OK) {
 		dbconn_close(g->dc);
@@ -445,9 +484,7 @@ ledger_group_post(struct ledger_group *g, char *sqlstate)
 	if (ledger_sign_receipts(g->items, g->m, &ids, &kids, &rcpts) > 0) {
 		const char *rv[3] = { pgarray_finish(&ids), pgarray_finish(&kids),
 		    pgarray_finish(&rcpts) };
-		if (PQsendQueryParams(pg, "INSERT INTO receipts (entry_id, kid, receipt) "
-		    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])",
-		    3, NULL, rv, NULL, NULL, 0) != 1)
+		if (PQsendQueryPrepared(pg, "pts_receipts", 3, rv, NULL, NULL, 0) != 1)
 			goto fail;
 		g->receipts_sent = 1;
 	}

@@ -16,9 +16,26 @@ static const int metrics_statuses[] = { 200, 201, 400, 401, 403, 404, 405, 409,
 #define N_TYPES 4   /* unknown, issue, redeem, reverse */
 static const double group_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 10000 };
 #define N_GROUP (sizeof(group_bounds) / sizeof(group_bounds[0]))
-static const long long commit_bounds_us[] = { 250, 500, 1000, 2000, 4000, 8000, 16000,
+/* the bounds of every time histogram, in microseconds */
+static const long long time_bounds_us[] = { 250, 500, 1000, 2000, 4000, 8000, 16000,
 	32000, 64000, 128000, 256000, 512000, 1024000, 2048000 };
-#define N_COMMIT (sizeof(commit_bounds_us) / sizeof(commit_bounds_us[0]))
+#define N_TIME (sizeof(time_bounds_us) / sizeof(time_bounds_us[0]))
+
+struct time_hist {
+	const char *name, *help;
+	atomic_llong bucket[N_TIME + 1], count, sum_us;
+};
+
+/* a posting transaction; a message's wait in the writer's queue (arrival to
+ * its group being taken); a message's whole stay with the writer (arrival
+ * to its answer handed back, COMMIT and receipt included) */
+static struct time_hist m_commit = { "pointsd_commit_seconds",
+	"Time of one posting transaction, BEGIN to COMMIT.", { 0 }, 0, 0 };
+static struct time_hist m_queue_wait = { "pointsd_queue_wait_seconds",
+	"Time a posting request waited in the writer queue before its group was taken.", { 0 }, 0, 0 };
+static struct time_hist m_posting = { "pointsd_posting_seconds",
+	"Time from a posting request entering the writer queue to its answer (queue, group, COMMIT).",
+	{ 0 }, 0, 0 };
 static const char *const event_names[] = { "settle_run", "expiry_run", "db_reconnect" };
 #define N_EVENTS (sizeof(event_names) / sizeof(event_names[0]))
 
@@ -26,7 +43,6 @@ static atomic_llong m_status[N_STATUS + 1];
 static atomic_llong m_messages[N_TYPES][ERR__COUNT];
 static atomic_llong m_replays;
 static atomic_llong m_group_bucket[N_GROUP + 1], m_group_count, m_group_sum;
-static atomic_llong m_commit_bucket[N_COMMIT + 1], m_commit_count, m_commit_sum_us;
 static atomic_llong m_events[N_EVENTS];
 
 void
@@ -51,6 +67,38 @@ metrics_count_message(enum msg_type type, enum err result, int replayed)
 		atomic_fetch_add_explicit(&m_replays, 1, memory_order_relaxed);
 }
 
+static void
+time_hist_observe(struct time_hist *h, long long us)
+{
+	size_t i = 0;
+
+	if (us < 0)
+		us = 0;
+	while (i < N_TIME && us > time_bounds_us[i])
+		i++;
+	atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum_us, us, memory_order_relaxed);
+}
+
+static void
+time_hist_render(struct evbuffer *b, struct time_hist *h)
+{
+	long long cum = 0, sum = atomic_load(&h->sum_us);
+
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", h->name, h->help, h->name);
+	for (size_t i = 0; i <= N_TIME; i++) {
+		cum += atomic_load(&h->bucket[i]);
+		if (i < N_TIME)
+			evbuffer_add_printf(b, "%s_bucket{le=\"%lld.%06lld\"} %lld\n", h->name,
+			    time_bounds_us[i] / 1000000, time_bounds_us[i] % 1000000, cum);
+		else
+			evbuffer_add_printf(b, "%s_bucket{le=\"+Inf\"} %lld\n", h->name, cum);
+	}
+	evbuffer_add_printf(b, "%s_sum %lld.%06lld\n%s_count %lld\n", h->name, sum / 1000000,
+	    sum % 1000000, h->name, (long long)atomic_load(&h->count));
+}
+
 void
 metrics_observe_group(size_t messages, long long commit_us)
 {
@@ -61,11 +109,19 @@ metrics_observe_group(size_t messages, long long commit_us)
 	atomic_fetch_add_explicit(&m_group_bucket[i], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&m_group_count, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&m_group_sum, (long long)messages, memory_order_relaxed);
-	for (i = 0; i < N_COMMIT && commit_us > commit_bounds_us[i]; i++)
-		;
-	atomic_fetch_add_explicit(&m_commit_bucket[i], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&m_commit_count, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&m_commit_sum_us, commit_us, memory_order_relaxed);
+	time_hist_observe(&m_commit, commit_us);
+}
+
+void
+metrics_observe_queue_wait(long long us)
+{
+	time_hist_observe(&m_queue_wait, us);
+}
+
+void
+metrics_observe_posting(long long us)
+{
+	time_hist_observe(&m_posting, us);
 }
 
 void
@@ -115,20 +171,9 @@ metrics_render(struct evbuffer *b)
 	}
 	evbuffer_add_printf(b, "pointsd_group_messages_sum %lld\npointsd_group_messages_count %lld\n",
 	    (long long)atomic_load(&m_group_sum), (long long)atomic_load(&m_group_count));
-	evbuffer_add_printf(b, "# HELP pointsd_commit_seconds Time of one posting transaction, BEGIN to COMMIT.\n"
-	    "# TYPE pointsd_commit_seconds histogram\n");
-	cum = 0;
-	for (size_t i = 0; i <= N_COMMIT; i++) {
-		cum += atomic_load(&m_commit_bucket[i]);
-		if (i < N_COMMIT)
-			evbuffer_add_printf(b, "pointsd_commit_seconds_bucket{le=\"%lld.%06lld\"} %lld\n",
-			    commit_bounds_us[i] / 1000000, commit_bounds_us[i] % 1000000, cum);
-		else
-			evbuffer_add_printf(b, "pointsd_commit_seconds_bucket{le=\"+Inf\"} %lld\n", cum);
-	}
-	evbuffer_add_printf(b, "pointsd_commit_seconds_sum %lld.%06lld\npointsd_commit_seconds_count %lld\n",
-	    (long long)atomic_load(&m_commit_sum_us) / 1000000,
-	    (long long)atomic_load(&m_commit_sum_us) % 1000000, (long long)atomic_load(&m_commit_count));
+	time_hist_render(b, &m_commit);
+	time_hist_render(b, &m_queue_wait);
+	time_hist_render(b, &m_posting);
 	evbuffer_add_printf(b, "# HELP pointsd_queue_messages Messages waiting for the database writer.\n"
 	    "# TYPE pointsd_queue_messages gauge\npointsd_queue_messages %zu\n", g_server.writeq.nmessages);
 	evbuffer_add_printf(b, "# HELP pointsd_connections Open partner connections.\n"

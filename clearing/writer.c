@@ -14,6 +14,7 @@
 
 #include "groupkeys.h"
 #include "ledger.h"
+#include "metrics.h"
 #include "pts_assert.h"
 #include "server.h"
 
@@ -37,10 +38,22 @@ struct writer_slot {
 static void
 writer_deliver(struct job **group, size_t n, int failed)
 {
+	long long now = now_us();
+
 	for (size_t i = 0; i < n; i++) {
+		metrics_observe_posting(now - group[i]->enqueued_us);
 		group[i]->db_failed = failed;
 		worker_deliver(group[i]->owner, group[i]);
 	}
+}
+
+static void
+writer_observe_wait(struct job **group, size_t n)
+{
+	long long now = now_us();
+
+	for (size_t i = 0; i < n; i++)
+		metrics_observe_queue_wait(now - group[i]->enqueued_us);
 }
 
 static void
@@ -262,6 +275,7 @@ writer_main(void *arg)
 			writer_wait(slots, idle != NULL);
 			continue;
 		}
+		writer_observe_wait(idle->group, idle->n);
 		ledger_group_init(&idle->lg, idle->dc, idle->group, idle->n);
 		if (idle->lg.m == 0) {
 			/* every item already answered (refused before the database) */

@@ -37,10 +37,20 @@ metric() { # NAME{labels} -> value
 
 # --- metrics count what was sent, and pass promtool
 before=$(metric 'pointsd_http_requests_total{status="201"}')
+wait_before=$(metric pointsd_queue_wait_seconds_count)
+posting_before=$(metric pointsd_posting_seconds_count)
+posting_inf_before=$(metric 'pointsd_posting_seconds_bucket{le="+Inf"}')
 for i in 1 2 3 4 5; do mk "$RUN-met-$i"; post "$RUN-met-$i" >/dev/null; done
 post "$RUN-met-1" >/dev/null
 after=$(metric 'pointsd_http_requests_total{status="201"}')
 t_is "metrics: five posts count five 201 replies" "$((after - before))" 5
+# the replay goes through the writer as well (the database says it is one)
+t_is "metrics: six postings waited in the writer queue" \
+	"$(($(metric pointsd_queue_wait_seconds_count) - wait_before))" 6
+t_is "metrics: six postings were answered by the writer" \
+	"$(($(metric pointsd_posting_seconds_count) - posting_before))" 6
+t_is "metrics: the posting histogram's +Inf bucket equals its count" \
+	"$(($(metric 'pointsd_posting_seconds_bucket{le="+Inf"}') - posting_inf_before))" 6
 t_check "metrics: promtool check metrics accepts /metrics" \
 	bash -c "curl -s http://127.0.0.1:$PTS_METRICS_PORT/metrics | promtool check metrics"
 t_is "readyz is 200 with the database up" \
