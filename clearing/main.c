@@ -164,6 +164,9 @@ drain_and_exit(struct server *s)
 		    &s->workers[i], NULL);
 	while (atomic_load(&s->inflight) > 0 && now_us() - start < DRAIN_MAX_MS * 1000LL)
 		usleep(5000);
+	if (atomic_load(&s->inflight) > 0)
+		log_event(LOG_WARN, "drain_incomplete", "\"inflight\":%lld,\"queued\":%zu",
+		    (long long)atomic_load(&s->inflight), jobq_depth(&s->writeq));
 	jobq_stop(&s->writeq);
 	jobq_stop(&s->readq);
 	pthread_join(s->writer_thread, NULL);

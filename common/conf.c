@@ -29,7 +29,7 @@ const struct conf_key conf_keys[] = {
 	I(threads, 0, 256, "0", "worker threads (TLS, HTTP, signature checks); 0 = one per core"),
 	I(iat_window_s, 0, 86400, "300", "accepted distance in seconds between a new message's iat and server time"),
 	I(commit_max_messages, 1, LIMIT_BATCH_LINES, "512", "most messages in one group-commit transaction; 1 = one transaction per message"),
-	I(commit_window_us, 0, 1000000, "2000", "longest wait in microseconds to gather a group after its first message"),
+	I(commit_window_us, 0, 1000000, "0", "longest wait in microseconds to gather a group after its first message when no group is in flight; 0 = take what is queued"),
 	I(max_connections, 1, 1000000, "10000", "open partner connections; past it new connections are refused"),
 	I(partner_inflight_max, 1, 1000000, "1000", "requests of one partner in flight; past it 503 with Retry-After"),
 	I(queue_max_messages, 1, 10000000, "65536", "messages waiting for the database writer; past it 503"),

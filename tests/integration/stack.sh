@@ -98,7 +98,8 @@ stack_stop_pointsd() {
 		sleep 0.1
 	done
 	if stack_pid_alive "$pid"; then
-		echo "stack: pointsd (pid $pid) still running 30 s after SIG$sig: killing it" >&2
+		echo "stack: pointsd (pid $pid) still running 30 s after SIG$sig: killing it; last lines of $STACK_LOGFILE:" >&2
+		tail -n 15 "$STACK_LOGFILE" >&2
 		kill -KILL "$pid" 2>/dev/null
 		rm -f "$STACK_PIDFILE"
 		return 1
