@@ -184,21 +184,48 @@ bench_baseline() {
 	record group_commit_speedup "$f" ">= 5x baseline" "$(pass_if "$f >= 5")" null
 }
 
+# the server's side of a step: pointsd's metrics and pg_stat_wal, before and
+# after, as the means over the step (milliseconds; group in messages)
+server_snapshot() {
+	curl -s "http://127.0.0.1:$METRICSPORT/metrics" |
+		awk '/^pointsd_(queue_wait|posting|commit)_seconds_(sum|count) |^pointsd_group_messages_(sum|count) / { print $1, $2 }'
+	psql_q "SELECT 'wal_sync ' || wal_sync || E'\nwal_sync_ms ' || wal_sync_time FROM pg_stat_wal"
+}
+
+server_means() { # BEFORE AFTER -> JSON
+	printf '%s\n--\n%s\n' "$1" "$2" | awk '
+		$1 == "--" { after = 1; next }
+		{ if (after) b[$1] = $2 - a[$1]; else a[$1] = $2 }
+		function mean(s, c, k) { return b[c] > 0 ? sprintf("%.2f", k * b[s] / b[c]) : "null" }
+		END {
+			printf "{\"queue_wait_ms\":%s,\"posting_ms\":%s,\"commit_ms\":%s,\"group_messages\":%s,\"wal_sync_ms\":%s}\n",
+				mean("pointsd_queue_wait_seconds_sum", "pointsd_queue_wait_seconds_count", 1000),
+				mean("pointsd_posting_seconds_sum", "pointsd_posting_seconds_count", 1000),
+				mean("pointsd_commit_seconds_sum", "pointsd_commit_seconds_count", 1000),
+				mean("pointsd_group_messages_sum", "pointsd_group_messages_count", 1),
+				mean("wal_sync_ms", "wal_sync", 1)
+		}'
+}
+
 bench_open() { # CONNS LABEL P99_TARGET_MS
-	local d rate r p50 p99 errs pass
+	local d rate r p50 p99 errs pass s0 s1 srv
 	d=$(dur 15 5)
 	rate=$(awk -v r="$SINGLE_RPS" 'BEGIN { printf "%d", (r * 0.7 < 1 ? 1 : r * 0.7) }')
+	s0=$(server_snapshot)
 	r=$(lg --label "$2" --connections "$1" --rate "$rate" --duration "$d" --connect-parallel 128)
+	s1=$(server_snapshot)
+	srv=$(server_means "$s0" "$s1")
+	say "$2: server means $srv"
 	p50=$(j .latency_ms.p50 "$r")
 	p99=$(j .latency_ms.p99 "$r")
 	errs=$(j '[.codes[]] | add // 0 | . + 0' "$r")
 	errs=$((errs + $(j .transport_errors "$r")))
 	if [[ $1 -le 64 ]]; then
-		record "${2}_p50_ms" "$p50" "<= 3 ms at $rate req/s" "$(pass_if "$p50 <= 3")" "$r"
+		record "${2}_p50_ms" "$p50" "<= 3 ms at $rate req/s" "$(pass_if "$p50 <= 3")" "$r" "$srv"
 		record "${2}_p99_ms" "$p99" "<= 10 ms" "$(pass_if "$p99 <= 10")" null
 	else
 		pass=$(pass_if "$p99 <= 50 && $errs == 0")
-		record "${2}_p99_ms" "$p99" "<= 50 ms, 0 errors ($errs) at $rate req/s" "$pass" "$r"
+		record "${2}_p99_ms" "$p99" "<= 50 ms, 0 errors ($errs) at $rate req/s" "$pass" "$r" "$srv"
 	fi
 }
 
@@ -297,6 +324,9 @@ main() {
 	say "stack in $DIR (pg $PGPORT, tls $TLSPORT)"
 	"$ROOT/scripts/devstack.sh" setup "$DIR" "$PGPORT" "$TLSPORT" "$METRICSPORT" "$ROOT/$BUILD" >"$DIR/setup.log" 2>&1 ||
 		{ tail -n 20 "$DIR/setup.log" >&2; die "stack setup failed"; }
+	# the time of each WAL fsync, for the open-loop steps' server means
+	psql_q "ALTER SYSTEM SET track_wal_io_timing = on" >/dev/null
+	psql_q "SELECT pg_reload_conf()" >/dev/null
 	start_pointsd
 	measure_ceiling
 	{
