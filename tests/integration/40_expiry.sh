@@ -8,45 +8,14 @@
 # Environment: PTS_DB_ADMIN (superuser conninfo), PTS_BIN (pointsctl).
 set -uo pipefail
 
-ADMIN=${PTS_DB_ADMIN:?set by scripts/test.sh: the superuser conninfo of the test cluster}
-CTL=${PTS_BIN:-build}/pointsctl
-TMP=$(mktemp -d)
-DBNAME=pts_expiry_$$
-trap 'psql -X -q "$ADMIN" -c "DROP DATABASE IF EXISTS $DBNAME" >/dev/null 2>&1; rm -rf "$TMP"' EXIT
-FAILED=0
+# shellcheck source=tests/integration/sqltest.sh
+. "$(dirname "$0")/sqltest.sh"
+sqltest_newdb "pts_expiry_$$"
 
-ok() { echo "ok - $1"; }
-not_ok() { echo "not ok - $1${2:+ # $2}"; FAILED=1; }
-is() { if [[ $2 == "$3" ]]; then ok "$1"; else not_ok "$1" "got '$2' want '$3'"; fi; }
-has() { if [[ $2 == *"$3"* ]]; then ok "$1"; else not_ok "$1" "got '$2' wanted '$3' in it"; fi; }
-
-psql -X -q "$ADMIN" -c "DROP DATABASE IF EXISTS $DBNAME" -c "CREATE DATABASE $DBNAME" >/dev/null 2>&1 ||
-	{ not_ok "create database $DBNAME"; exit 1; }
-DB="$ADMIN dbname=$DBNAME"
-"$CTL" --db "$DB" init >/dev/null || { not_ok "pointsctl init"; exit 1; }
-q() { psql -X -q -At -v ON_ERROR_STOP=1 "$DB" "$@"; }
-ctl() { "$CTL" --db "$DB" "$@"; }
-flat() { paste -sd' ' -; }
-
-# fixtures: partners, cards, t_post() through post_group (fake JWS text:
-# the SQL layer does not verify signatures), t_age() makes a lot old
+# fixtures: partners, cards, t_post() (sqltest.sh), t_age() makes a lot old
+sqltest_fixtures
+sqltest_cards
 q >/dev/null <<'SQL'
-INSERT INTO partners (id, name, status) VALUES ('acme', 'Acme', 'active'), ('globex', 'Globex', 'active');
-INSERT INTO rate_cards (partner_id, issue_price_micros, redeem_price_micros, clearing_fee_micros, effective_from)
-VALUES ('acme', 10000, 8000, 1000, '2000-01-01'), ('globex', 12000, 9000, 1000, '2000-01-01');
-INSERT INTO receipt_keys (kid, public_pem) VALUES ('test-kid', 'none');
-CREATE FUNCTION t_post(p text, id text, t text, m text, n bigint, rev text DEFAULT NULL) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE r record;
-BEGIN
-	SELECT * INTO r FROM post_group(ARRAY[p], ARRAY[id], ARRAY['jws.' || p || '.' || id],
-		ARRAY[encode(sha256(convert_to('jws.' || p || '.' || id, 'UTF8')), 'hex')], ARRAY['k1'],
-		ARRAY[NULL::text], ARRAY[t], ARRAY[m], ARRAY[n], ARRAY[rev]);
-	IF r.outcome = 'posted' THEN
-		INSERT INTO receipts VALUES (r.entry, 'test-kid', 'receipt.' || id);
-	END IF;
-	RETURN r.outcome || coalesce(' ' || r.code, '') || ' ' || coalesce(r.balance::text, '-');
-END $$;
 -- the lot of message (p, id) issued a year before at and expiring at at
 CREATE FUNCTION t_age(p_partner text, p_id text, p_at timestamptz) RETURNS bigint
 LANGUAGE sql AS $$

@@ -8,42 +8,15 @@
 # Environment: PTS_DB_ADMIN (superuser conninfo), PTS_BIN (pointsctl).
 set -uo pipefail
 
-ADMIN=${PTS_DB_ADMIN:?set by scripts/test.sh: the superuser conninfo of the test cluster}
-CTL=${PTS_BIN:-build}/pointsctl
+# shellcheck source=tests/integration/sqltest.sh
+. "$(dirname "$0")/sqltest.sh"
 BASE=pts_recon_$$
-DBS=("$BASE")
-trap 'for d in "${DBS[@]}"; do psql -X -q "$ADMIN" -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1; done' EXIT
-FAILED=0
-
-ok() { echo "ok - $1"; }
-not_ok() { echo "not ok - $1${2:+ # $2}"; FAILED=1; }
-is() { if [[ $2 == "$3" ]]; then ok "$1"; else not_ok "$1" "got '$2' want '$3'"; fi; }
-has() { if [[ $2 == *"$3"* ]]; then ok "$1"; else not_ok "$1" "wanted '$3' in: $2"; fi; }
-
-psql -X -q "$ADMIN" -c "DROP DATABASE IF EXISTS $BASE" -c "CREATE DATABASE $BASE" >/dev/null 2>&1 ||
-	{ not_ok "create database $BASE"; exit 1; }
-DB="$ADMIN dbname=$BASE"
-"$CTL" --db "$DB" init >/dev/null || { not_ok "pointsctl init"; exit 1; }
-q() { psql -X -q -At -v ON_ERROR_STOP=1 "$DB" "$@"; }
+sqltest_newdb "$BASE"
 
 # a small ledger: issues, redeems across issuers, reversals both ways, expiry
+sqltest_fixtures
+sqltest_cards
 q >/dev/null <<'SQL'
-INSERT INTO partners (id, name, status) VALUES ('acme', 'Acme', 'active'), ('globex', 'Globex', 'active');
-INSERT INTO rate_cards (partner_id, issue_price_micros, redeem_price_micros, clearing_fee_micros, effective_from)
-VALUES ('acme', 10000, 8000, 1000, '2000-01-01'), ('globex', 12000, 9000, 1000, '2000-01-01');
-INSERT INTO receipt_keys (kid, public_pem) VALUES ('test-kid', 'none');
-CREATE FUNCTION t_post(p text, id text, t text, m text, n bigint, rev text DEFAULT NULL) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE r record;
-BEGIN
-	SELECT * INTO r FROM post_group(ARRAY[p], ARRAY[id], ARRAY['jws.' || p || '.' || id],
-		ARRAY[encode(sha256(convert_to('jws.' || p || '.' || id, 'UTF8')), 'hex')], ARRAY['k1'],
-		ARRAY[NULL::text], ARRAY[t], ARRAY[m], ARRAY[n], ARRAY[rev]);
-	IF r.outcome = 'posted' THEN
-		INSERT INTO receipts VALUES (r.entry, 'test-kid', 'receipt.' || id);
-	END IF;
-	RETURN r.outcome || coalesce(' ' || r.code, '');
-END $$;
 SELECT t_post('acme', 'a1', 'issue', 'M1', 1000), t_post('acme', 'a2', 'issue', 'M2', 500),
 	t_post('globex', 'g1', 'issue', 'M1', 200), t_post('globex', 'g2', 'redeem', 'M1', 800),
 	t_post('acme', 'a3', 'redeem', 'M2', 100), t_post('acme', 'a4', 'reverse', 'M2', 50, 'a2'),
@@ -76,7 +49,7 @@ E_A4=$(q -c "SELECT entry_id FROM messages WHERE msg_id = 'a4'")
 # output of reconcile --json
 break_copy() {
 	local name=${BASE}_$1
-	DBS+=("$name")
+	SQLTEST_DBS+=("$name")
 	psql -X -q "$ADMIN" -c "CREATE DATABASE $name TEMPLATE $BASE" >/dev/null || { not_ok "copy for $1"; return 1; }
 	psql -X -q -v ON_ERROR_STOP=1 "$ADMIN dbname=$name" -c "$2" >/dev/null || { not_ok "break $1"; return 1; }
 	REC=$("$CTL" --db "$ADMIN dbname=$name" reconcile 2>&1)

@@ -11,25 +11,10 @@
 # PTS_ROOT (the repository, for bench/), PTS_ASAN.
 set -uo pipefail
 
-ADMIN=${PTS_DB_ADMIN:?set by scripts/test.sh: the superuser conninfo of the test cluster}
-CTL=${PTS_BIN:-build}/pointsctl
+# shellcheck source=tests/integration/sqltest.sh
+. "$(dirname "$0")/sqltest.sh"
 ROOT=${PTS_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-TMP=$(mktemp -d)
-DBNAME=pts_export_$$
-trap 'psql -X -q "$ADMIN" -c "DROP DATABASE IF EXISTS $DBNAME" >/dev/null 2>&1; rm -rf "$TMP"' EXIT
-FAILED=0
-
-ok() { echo "ok - $1"; }
-not_ok() { echo "not ok - $1${2:+ # $2}"; FAILED=1; }
-is() { if [[ $2 == "$3" ]]; then ok "$1"; else not_ok "$1" "got '$2' want '$3'"; fi; }
-has() { if [[ $2 == *"$3"* ]]; then ok "$1"; else not_ok "$1" "got '$2' wanted '$3' in it"; fi; }
-
-psql -X -q "$ADMIN" -c "DROP DATABASE IF EXISTS $DBNAME" -c "CREATE DATABASE $DBNAME" >/dev/null 2>&1 ||
-	{ not_ok "create database $DBNAME"; exit 1; }
-DB="$ADMIN dbname=$DBNAME"
-"$CTL" --db "$DB" init >/dev/null || { not_ok "pointsctl init"; exit 1; }
-q() { psql -X -q -At -v ON_ERROR_STOP=1 "$DB" "$@"; }
-ctl() { "$CTL" --db "$DB" "$@"; }
+sqltest_newdb "pts_export_$$"
 b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
 
 # ------------------------------------------------------------------ keys
@@ -43,10 +28,9 @@ RX=$(openssl pkey -pubin -in "$TMP/receipt.pub" -outform DER | tail -c 32 | b64u
 RKID=$(printf '{"crv":"Ed25519","kty":"OKP","x":"%s"}' "$RX" | openssl dgst -sha256 -binary | b64url)
 q >/dev/null <<SQL
 INSERT INTO partners (id, name, status) VALUES ('acme', 'Acme', 'active'), ('globex', 'Globex', 'active');
-INSERT INTO rate_cards (partner_id, issue_price_micros, redeem_price_micros, clearing_fee_micros, effective_from)
-VALUES ('acme', 10000, 8000, 1000, '2000-01-01'), ('globex', 12000, 9000, 1000, '2000-01-01');
 INSERT INTO receipt_keys (kid, public_pem) VALUES ('$RKID', '$(cat "$TMP/receipt.pub")');
 SQL
+sqltest_cards
 ctl key add acme --kid acme-0 --public-key "$TMP/acme0.pub" >/dev/null &&
 	ctl key add acme --kid acme-1 --public-key "$TMP/acme1.pub" >/dev/null &&
 	ctl key add globex --kid globex-1 --public-key "$TMP/globex1.pub" >/dev/null ||
