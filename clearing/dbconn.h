@@ -11,7 +11,7 @@ struct dbconn {
 	long long last_fail_us;
 	long long reconnects;
 	long long replanned_us;   /* last DISCARD PLANS (ledger.c) */
-	int prepared;             /* the posting statements are prepared (ledger.c) */
+	unsigned prepared;        /* which posting statements are prepared, a bit each (ledger.c) */
 };
 
 /* a live connection, or NULL while the database is unreachable */

@@ -369,18 +369,26 @@ static const struct {
 	    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])", 3 },
 };
 
+#define LEDGER_N_STATEMENTS (sizeof(ledger_statements) / sizeof(ledger_statements[0]))
+
+/* prepares the statements this connection does not have yet (dc->prepared
+ * is a bit per statement: one that failed, say while post_group() is being
+ * replaced, is tried again by the next group, and the others are not
+ * prepared twice) */
 static int
 ledger_prepare(struct dbconn *dc)
 {
 	char e[512];
 
-	if (dc->prepared)
-		return C_OK;
-	for (size_t i = 0; i < sizeof(ledger_statements) / sizeof(ledger_statements[0]); i++) {
-		PGresult *res = PQprepare(dc->pg, ledger_statements[i].name,
-		    ledger_statements[i].sql, ledger_statements[i].nparams, NULL);
-		int ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
+	for (size_t i = 0; i < LEDGER_N_STATEMENTS; i++) {
+		PGresult *res;
+		int ok;
 
+		if (dc->prepared & (1u << i))
+			continue;
+		res = PQprepare(dc->pg, ledger_statements[i].name, ledger_statements[i].sql,
+		    ledger_statements[i].nparams, NULL);
+		ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
 		if (!ok)
 			log_event(LOG_WARN, "prepare_failed", "\"statement\":\"%s\",\"error\":%s",
 			    ledger_statements[i].name, log_json_str(e, sizeof(e),
@@ -390,8 +398,8 @@ ledger_prepare(struct dbconn *dc)
 			dbconn_check(dc);
 			return C_ERR;
 		}
+		dc->prepared |= 1u << i;
 	}
-	dc->prepared = 1;
 	return C_OK;
 }
 

@@ -105,6 +105,18 @@ t_is "partner cap: the refused message was not posted" \
 	"$(stack_psql -c "SELECT count(*) FROM messages WHERE msg_id = '$RUN-cap-2'")" 0
 stack_restart_pointsd >/dev/null
 
+# --- a posting statement that cannot be prepared (post_group() missing, as in
+# the middle of a migration) fails its message with 503 and is prepared again,
+# with the others, on the next group once the function is back
+PG_SIG='text[], text[], text[], text[], text[], text[], text[], text[], bigint[], text[]'
+mk "$RUN-prep"
+stack_psql -c "ALTER FUNCTION post_group($PG_SIG) RENAME TO post_group_away" >/dev/null
+t_is "prepare fails: POST answers 503 unavailable" "$(post "$RUN-prep")" "503 unavailable"
+stack_psql -c "ALTER FUNCTION post_group_away($PG_SIG) RENAME TO post_group" >/dev/null
+t_is "prepare again: the resent identical bytes are posted" "$(post "$RUN-prep" | cut -d' ' -f1)" 201
+t_is "prepare again: the message is stored once" \
+	"$(stack_psql -c "SELECT count(*) FROM messages WHERE msg_id = '$RUN-prep'")" 1
+
 # --- the database stopped: 503 within the db timeout, then recovery by itself
 mk "$RUN-down"
 "$PTS_ROOT/scripts/pg.sh" stop "$PG_DIR" immediate >/dev/null 2>&1

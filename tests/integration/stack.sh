@@ -34,6 +34,18 @@ stack_pid_alive() {
 	[[ $state != Z ]]
 }
 
+# what each thread of a process that would not stop is doing: its state and
+# kernel wait channel, and the user stacks when gdb is installed
+stack_dump_threads() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		echo "stack: thread ${t##*/} $(cat "$t/comm" 2>/dev/null) state $(awk '{ print $3 }' "$t/stat" 2>/dev/null) wchan $(cat "$t/wchan" 2>/dev/null)"
+	done
+	if command -v gdb >/dev/null 2>&1; then
+		timeout 20 gdb -p "$1" -batch -ex "thread apply all bt" 2>/dev/null | grep -E '^(Thread|#)' | head -n 80
+	fi
+}
+
 stack_pointsd_pid() {
 	local pid
 	[[ -f $STACK_PIDFILE ]] || return 1
@@ -100,6 +112,7 @@ stack_stop_pointsd() {
 	if stack_pid_alive "$pid"; then
 		echo "stack: pointsd (pid $pid) still running 30 s after SIG$sig: killing it; last lines of $STACK_LOGFILE:" >&2
 		tail -n 15 "$STACK_LOGFILE" >&2
+		stack_dump_threads "$pid" >&2
 		kill -KILL "$pid" 2>/dev/null
 		rm -f "$STACK_PIDFILE"
 		return 1
